@@ -1,0 +1,145 @@
+"""cffi (API mode) build of `pyruntime._native`: the syscalls Python's os module lacks.
+
+Each C function here is a thin, errno-preserving call of one kernel interface (or of
+libseccomp); policy lives in `pyruntime.linux`, never here. Functions return -1 (or a
+negative errno, for libseccomp) and leave `ffi.errno` set, so the Python side can raise.
+"""
+from cffi import FFI
+
+CDEF = r"""
+int pyrt_mount(const char *source, const char *target, const char *fstype,
+               unsigned long flags, const char *data);
+int pyrt_umount2(const char *target, int flags);
+int pyrt_pivot_root(const char *new_root, const char *put_old);
+int pyrt_unshare(int flags);
+int pyrt_setns(int fd, int nstype);
+int pyrt_sethostname(const char *name, size_t len);
+int pyrt_setdomainname(const char *name, size_t len);
+int pyrt_personality(unsigned long persona);
+int pyrt_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int pyrt_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+int pyrt_ambient_clear_all(void);
+int pyrt_ambient_raise(int cap);
+int pyrt_capset(uint32_t eff_lo, uint32_t eff_hi, uint32_t prm_lo, uint32_t prm_hi,
+                uint32_t inh_lo, uint32_t inh_hi);
+int pyrt_pty_unlock(int master_fd);
+int pyrt_pty_peer(int master_fd, int flags);
+int pyrt_set_controlling_tty(int fd);
+int pyrt_set_winsize(int fd, unsigned short rows, unsigned short cols);
+
+typedef void *scmp_filter_ctx;
+struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
+scmp_filter_ctx seccomp_init(uint32_t def_action);
+void seccomp_release(scmp_filter_ctx ctx);
+uint32_t seccomp_arch_resolve_name(const char *arch_name);
+uint32_t seccomp_arch_native(void);
+int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_arch_remove(scmp_filter_ctx ctx, uint32_t arch_token);
+int seccomp_syscall_resolve_name(const char *name);
+int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
+                           unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
+int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
+int seccomp_load(scmp_filter_ctx ctx);
+"""
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <seccomp.h>
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+int pyrt_mount(const char *source, const char *target, const char *fstype,
+               unsigned long flags, const char *data)
+{ return mount(source, target, fstype, flags, data); }
+
+int pyrt_umount2(const char *target, int flags) { return umount2(target, flags); }
+
+int pyrt_pivot_root(const char *new_root, const char *put_old)
+{ return (int)syscall(SYS_pivot_root, new_root, put_old); }
+
+int pyrt_unshare(int flags) { return unshare(flags); }
+int pyrt_setns(int fd, int nstype) { return setns(fd, nstype); }
+int pyrt_sethostname(const char *name, size_t len) { return sethostname(name, len); }
+int pyrt_setdomainname(const char *name, size_t len) { return setdomainname(name, len); }
+int pyrt_personality(unsigned long persona) { return personality(persona) == -1 ? -1 : 0; }
+
+int pyrt_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{ return (int)syscall(SYS_close_range, first, last, flags); }
+
+int pyrt_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+int pyrt_ambient_clear_all(void)
+{ return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); }
+
+int pyrt_ambient_raise(int cap)
+{ return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0); }
+
+int pyrt_capset(uint32_t eff_lo, uint32_t eff_hi, uint32_t prm_lo, uint32_t prm_hi,
+                uint32_t inh_lo, uint32_t inh_hi)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = {
+        { eff_lo, prm_lo, inh_lo },
+        { eff_hi, prm_hi, inh_hi },
+    };
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+int pyrt_pty_unlock(int master_fd)
+{
+    int unlock = 0;
+    return ioctl(master_fd, TIOCSPTLCK, &unlock);
+}
+
+int pyrt_pty_peer(int master_fd, int flags) { return ioctl(master_fd, TIOCGPTPEER, flags); }
+int pyrt_set_controlling_tty(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
+
+int pyrt_set_winsize(int fd, unsigned short rows, unsigned short cols)
+{
+    struct winsize ws;
+    memset(&ws, 0, sizeof(ws));
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    return ioctl(fd, TIOCSWINSZ, &ws);
+}
+
+int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value)
+{ return seccomp_attr_set(ctx, (enum scmp_filter_attr)attr, value); }
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source("pyruntime._native", SOURCE, libraries=["seccomp"])
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
