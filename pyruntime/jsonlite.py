@@ -1,0 +1,82 @@
+"""JSON load and dump on CPython's C accelerator (`_json`) alone.
+
+The standard `json` package imports `re` (and through it `enum`), which costs several
+milliseconds of a start-up budget measured in tens. The C scanner and encoder do not need
+them, so the `run` path parses config.json and writes state.json through this module.
+The results are the same as `json.loads`/`json.dumps`; errors are `json.JSONDecodeError`
+(imported only when an error happens).
+"""
+from __future__ import annotations
+
+import _json
+from typing import Any
+
+_WHITESPACE = " \t\n\r"
+
+
+class _ScannerContext:
+    """The attributes `_json.make_scanner` reads from a `json.JSONDecoder`."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+_scan_once = _json.make_scanner(_ScannerContext())
+
+
+def _decode_error(msg: str, text: str, pos: int) -> Exception:
+    from json import JSONDecodeError
+
+    return JSONDecodeError(msg, text, pos)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse one JSON document, as `json.loads` does."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8-sig")
+    pos = 0
+    end = len(text)
+    while pos < end and text[pos] in _WHITESPACE:
+        pos += 1
+    try:
+        value, pos = _scan_once(text, pos)
+    except StopIteration as stop:
+        raise _decode_error("Expecting value", text, stop.value) from None
+    finally:
+        _ScannerContext.memo.clear()
+    while pos < end and text[pos] in _WHITESPACE:
+        pos += 1
+    if pos != end:
+        raise _decode_error("Extra data", text, pos)
+    return value
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# Arguments as json.JSONEncoder passes them: markers (no cycle check), default, string
+# encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan.
+_compact_encoder = _json.make_encoder(
+    None, _refuse, _json.encode_basestring_ascii, None, ":", ",", False, False, False
+)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON (no spaces), as `json.dumps(value, separators=(",", ":"))`."""
+    return "".join(_compact_encoder(value, 0))
+
+
+def dumps_pretty(value: Any) -> str:
+    """Indented JSON for people (`spec`, `features`, `state`); off the hot path."""
+    import json
+
+    return json.dumps(value, indent=2)
