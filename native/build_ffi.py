@@ -26,6 +26,10 @@ int pyrt_pty_unlock(int master_fd);
 int pyrt_pty_peer(int master_fd, int flags);
 int pyrt_set_controlling_tty(int fd);
 int pyrt_set_winsize(int fd, unsigned short rows, unsigned short cols);
+int pyrt_link_up(const char *ifname);
+long pyrt_join_session_keyring(const char *name);
+int pyrt_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                       uint64_t attr_set, uint64_t attr_clr, uint64_t propagation);
 
 typedef void *scmp_filter_ctx;
 struct scmp_arg_cmp { unsigned int arg; int op; uint64_t datum_a; uint64_t datum_b; };
@@ -40,6 +44,7 @@ int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
                            unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
 int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(scmp_filter_ctx ctx);
+int pyrt_capbset_drop(int cap);
 """
 
 SOURCE = r"""
@@ -56,6 +61,8 @@ SOURCE = r"""
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <net/if.h>
+#include <sys/socket.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <seccomp.h>
@@ -133,8 +140,52 @@ int pyrt_set_winsize(int fd, unsigned short rows, unsigned short cols)
     return ioctl(fd, TIOCSWINSZ, &ws);
 }
 
+int pyrt_link_up(const char *ifname)
+{
+    struct ifreq ifr;
+    int fd, ret;
+
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    ret = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (ret == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        ret = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    if (ret < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+struct pyrt_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
+int pyrt_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                       uint64_t attr_set, uint64_t attr_clr, uint64_t propagation)
+{
+    struct pyrt_mount_attr attr = { attr_set, attr_clr, propagation, 0 };
+    return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr));
+}
+
+long pyrt_join_session_keyring(const char *name)
+{ return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name); }
+
 int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value)
 { return seccomp_attr_set(ctx, (enum scmp_filter_attr)attr, value); }
+
+/* python-prctl refuses caps above the CAP_LAST_CAP it was built with; a newer kernel may
+   have more, and they must still leave the bounding set. */
+int pyrt_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, cap, 0, 0, 0); }
 """
 
 ffibuilder = FFI()

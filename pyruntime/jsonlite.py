@@ -9,7 +9,10 @@ The results are the same as `json.loads`/`json.dumps`; errors are `json.JSONDeco
 from __future__ import annotations
 
 import _json
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _WHITESPACE = " \t\n\r"
 

@@ -12,7 +12,8 @@ class SpecError(OCIError):
     """config.json is invalid: `field` is its JSON path (e.g. `process.args[0]`)."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"config.json: {field}: {problem}")
+        where = field if field == "config.json" else f"config.json: {field}"
+        super().__init__(f"{where}: {problem}")
         self.field = field
         self.problem = problem
 

@@ -1,0 +1,91 @@
+"""Stage 1 of a new container: the process that enters or creates the namespaces.
+
+Forked by the runtime (which is single-threaded: forking Python from a threaded process
+can deadlock), it becomes non-dumpable before touching any namespace, joins the
+namespaces given by path (user first), creates the new ones (user first, so it owns the
+rest), waits while the runtime places it in its cgroup and writes its id mappings, then
+forks the container's init, which is PID 1 of a new PID namespace, reports init's pid
+and exits. Init is then reparented to the runtime, a child subreaper.
+"""
+from __future__ import annotations
+
+import os
+
+from pyruntime.linux import syscalls as sc
+from pyruntime.oci.channel import Channel
+from pyruntime.oci.errors import ContainerStartError
+from pyruntime.oci.namespaces import NAMESPACES, by_type
+
+
+def run_bootstrap(plan: dict, channel: Channel) -> None:
+    import prctl
+
+    prctl.set_dumpable(False)
+    config = plan["config"]
+    linux = config.get("linux", {})
+    wanted = by_type(linux.get("namespaces", []))
+
+    join_fds = {}
+    for ns_type, path in wanted.items():
+        if path:
+            try:
+                join_fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as error:
+                raise ContainerStartError(
+                    f"linux.namespaces: cannot open {path}: {error.strerror}"
+                ) from None
+
+    oom_score_adj = (config.get("process") or {}).get("oomScoreAdj")
+    if oom_score_adj is not None:
+        _write_proc_self("oom_score_adj", str(oom_score_adj), "process.oomScoreAdj")
+
+    new_user = "user" in wanted and not wanted["user"]
+    if "user" in join_fds:
+        sc.setns(join_fds.pop("user"), sc.CLONE_NEWUSER, "user namespace")
+    elif new_user:
+        sc.unshare(sc.CLONE_NEWUSER)
+    channel.send({"type": "bootstrap", "pid": os.getpid(), "new_user": new_user})
+    channel.expect("bootstrap-ok")
+    if "user" in wanted:
+        # Become the namespace's root, which the mappings make (some) host uid.
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+    for ns_type, (name, flag) in NAMESPACES.items():
+        fd = join_fds.get(ns_type)
+        if fd is not None:
+            sc.setns(fd, flag, f"{ns_type} namespace {wanted[ns_type]}")
+            os.close(fd)
+
+    flags = 0
+    for ns_type, path in wanted.items():
+        if not path and ns_type != "user":
+            flags |= NAMESPACES[ns_type][1]
+    if flags:
+        sc.unshare(flags)
+    if wanted.get("time", 1) is None and linux.get("timeOffsets"):
+        offsets = "".join(
+            f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+            for clock, value in linux["timeOffsets"].items()
+        )
+        _write_proc_self("timens_offsets", offsets, "linux.timeOffsets")
+
+    pid = os.fork()
+    if pid == 0:
+        from pyruntime.oci.init import run_init
+
+        run_init(plan, channel)  # never returns
+    channel.send({"type": "init", "pid": pid})
+
+
+def _write_proc_self(name: str, value: str, field: str) -> None:
+    try:
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise ContainerStartError(
+            f"{field}: writing {value.strip()!r}: {error.strerror}"
+        ) from None

@@ -1,0 +1,63 @@
+"""The message channel between the runtime and a container's bootstrap/init processes.
+
+Two pipes carry one JSON object per line. Pipes rather than a socketpair because the
+`socket` module is slow to import and nothing here needs more than bytes in order.
+Both ends are close-on-exec, so nothing of the channel reaches the container's process.
+"""
+from __future__ import annotations
+
+import os
+
+from pyruntime import jsonlite
+from pyruntime.oci.errors import ContainerStartError
+
+
+class Channel:
+    """One side of the channel: `send` a dict, `receive` the next dict (None at EOF)."""
+
+    __slots__ = ("read_fd", "write_fd", "_buffer")
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._buffer = b""
+
+    def send(self, message: dict) -> None:
+        data = jsonlite.dumps(message).encode() + b"\n"
+        while data:
+            written = os.write(self.write_fd, data)
+            data = data[written:]
+
+    def receive(self) -> dict | None:
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.read_fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return jsonlite.loads(line)
+
+    def expect(self, kind: str) -> dict:
+        """The next message, which must be of `kind`; an `error` message is raised."""
+        message = self.receive()
+        if message is None:
+            raise ContainerStartError(f"runtime closed the channel while init waited for {kind}")
+        if message.get("type") == "error":
+            raise ContainerStartError(message.get("message", "runtime failed"))
+        if message.get("type") != kind:
+            raise ContainerStartError(f"expected {kind!r} from the runtime, got {message!r}")
+        return message
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def channel_pair() -> tuple[Channel, Channel]:
+    """(parent side, child side) of a fresh channel."""
+    parent_read, child_write = os.pipe()
+    child_read, parent_write = os.pipe()
+    return Channel(parent_read, parent_write), Channel(child_read, child_write)

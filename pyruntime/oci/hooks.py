@@ -1,0 +1,75 @@
+"""Running OCI hooks: the state JSON on stdin, `timeout` honoured, failures reported.
+
+Which namespace a hook runs in is decided by who calls `run_hooks`: the runtime process
+(prestart, createRuntime, poststart, poststop) or the container's init (createContainer,
+startContainer). A hook that fails or times out raises `HookError`; whether that fails
+the lifecycle step is the caller's decision, as the spec says for each kind.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from pyruntime import jsonlite
+from pyruntime.oci.errors import HookError
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
+              "poststart", "poststop")
+
+
+def run_hooks(kind: str, hooks: list[dict], state: dict) -> None:
+    payload = jsonlite.dumps(state).encode()
+    for index, hook in enumerate(hooks):
+        run_hook(f"hooks.{kind}[{index}]", hook, payload)
+
+
+def run_hook(field: str, hook: dict, payload: bytes) -> None:
+    path = hook["path"]
+    args = hook.get("args") or [path]
+    env = hook.get("env") or []
+    timeout = hook.get("timeout")
+    stdin_read, stdin_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(stdin_read, 0)
+            environment = dict(item.split("=", 1) for item in env)
+            os.execve(path, args, environment)
+        except BaseException as error:
+            os.write(2, f"{field}: cannot run {path}: {error}\n".encode())
+        finally:
+            os._exit(127)
+    os.close(stdin_read)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(stdin_write, view):]
+    except BrokenPipeError:
+        pass  # the hook exited without reading its stdin: allowed.
+    finally:
+        os.close(stdin_write)
+    status = _wait(pid, timeout)
+    if status is None:
+        raise HookError(f"{field}: {path} timed out after {timeout}s and was killed")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        what = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        raise HookError(f"{field}: {path} {what}")
+
+
+def _wait(pid: int, timeout: int | None) -> int | None:
+    """The hook's wait status, or None when it outlived its timeout (it is then killed)."""
+    if not timeout:
+        return os.waitpid(pid, 0)[1]
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)

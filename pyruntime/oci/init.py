@@ -1,0 +1,177 @@
+"""Stage 2: the container's init, from its first instruction to the exec of the user's
+process.
+
+Inside the new namespaces it builds the root filesystem, lets the runtime run the
+prestart/createRuntime hooks, runs createContainer hooks, switches root, sets up the
+terminal, hostname, sysctls and protected paths, drops to the process's user and
+capabilities, checks the executable, reports `ready` and blocks on the exec FIFO until
+`start` opens it. Every failure before `ready` goes back to the runtime as an `error`
+message, so `create` fails with init's own words and cleans up.
+"""
+from __future__ import annotations
+
+import os
+
+from pyruntime.linux import syscalls as sc
+from pyruntime.oci import process as proc
+from pyruntime.oci.channel import Channel
+from pyruntime.oci.errors import ContainerStartError, HookError, OCIError
+from pyruntime.oci.hooks import run_hooks
+from pyruntime.oci.namespaces import by_type
+from pyruntime.oci.state import EXEC_FIFO
+
+_PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+def run_init(plan: dict, channel: Channel) -> None:
+    """Never returns: execs the user's process or exits."""
+    try:
+        _setup_and_wait(plan, channel)
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the runtime
+        report_failure(channel, error)
+        os._exit(1)
+
+
+def report_failure(channel: Channel, error: BaseException) -> None:
+    kind = "start"
+    if isinstance(error, OCIError):
+        kind = type(error).__name__
+    try:
+        channel.send({"type": "error", "kind": kind, "message": describe(error)})
+    except OSError:
+        os.write(2, f"container init: {describe(error)}\n".encode())
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror and not isinstance(error, OCIError):
+        where = f" {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error) or type(error).__name__
+
+
+def _setup_and_wait(plan: dict, channel: Channel) -> None:
+    config = plan["config"]
+    process = config["process"]
+    linux = config.get("linux", {})
+    namespaces = by_type(linux.get("namespaces", []))
+    os.setsid()
+    if namespaces.get("network", 1) is None:
+        sc.link_up("lo")
+
+    from pyruntime.oci.rootfs import (RootfsBuilder, apply_masked_paths, apply_readonly_paths,
+                                      make_root_readonly, switch_root)
+
+    builder = RootfsBuilder(config, plan["bundle"], "user" in namespaces,
+                            plan.get("cgroup_paths", {}), namespaces.get("cgroup", 1) is None)
+    builder.prepare()
+    _create_cwd(builder, process["cwd"])
+
+    channel.send({"type": "hooks"})
+    host_pid = channel.expect("hooks-ok")["pid"]
+    hooks = config.get("hooks", {})
+    state = dict(plan["hook_state"], pid=host_pid, status="creating")
+    if hooks.get("createContainer"):
+        run_hooks("createContainer", hooks["createContainer"], state)
+
+    state_dir_fd = os.open(plan["state_dir"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    _import_what_runs_after_the_root_switch(config)
+    switch_root(config["root"]["path"], plan.get("no_pivot", False))
+
+    user = process.get("user", {})
+    if process.get("terminal"):
+        from pyruntime.oci.console import make_container_pty
+
+        if plan.get("console_fd", -1) < 0:
+            raise ContainerStartError("process.terminal is true but no console socket was given")
+        make_container_pty(plan["console_fd"], process.get("consoleSize"),
+                           user.get("uid", 0), user.get("gid", 0))
+    if config.get("hostname") is not None:
+        sc.sethostname(config["hostname"])
+    if config.get("domainname") is not None:
+        sc.setdomainname(config["domainname"])
+    for key, value in linux.get("sysctl", {}).items():
+        _write_sysctl(key, value)
+    if config["root"].get("readonly"):
+        make_root_readonly()
+    apply_readonly_paths(linux.get("readonlyPaths", []))
+    apply_masked_paths(linux.get("maskedPaths", []))
+    if linux.get("personality"):
+        sc.personality(_PERSONALITIES[linux["personality"]["domain"]])
+    if not plan.get("no_new_keyring"):
+        try:
+            sc.join_session_keyring(f"_ses.{plan['id']}")
+        except OSError as error:
+            if error.errno not in (1, 38, 122):  # EPERM, ENOSYS, EDQUOT: no keyrings here
+                raise
+
+    proc.apply_rlimits(process.get("rlimits", []))
+    no_new_privileges = process.get("noNewPrivileges", False)
+    seccomp = linux.get("seccomp")
+    if seccomp is not None and not no_new_privileges:
+        proc.load_seccomp(seccomp)
+    proc.enter_cwd(process["cwd"])
+    proc.switch_user(user, process.get("capabilities"))
+    if no_new_privileges:
+        proc.set_no_new_privileges()
+    env = process.get("env", [])
+    executable = proc.find_executable(process["args"], proc.env_dict(env))
+
+    channel.send({"type": "ready"})
+    channel.close()
+
+    fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir_fd)
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(state_dir_fd)
+    try:
+        if hooks.get("startContainer"):
+            run_hooks("startContainer", hooks["startContainer"], dict(state, status="created"))
+        if seccomp is not None and no_new_privileges:
+            proc.load_seccomp(seccomp)
+        proc.prepare_fds(plan.get("preserve_fds", 0))
+    except (HookError, OCIError, OSError) as error:
+        os.write(2, f"pyruntime init: {describe(error)}\n".encode())
+        os._exit(1)
+    proc.exec_process(executable, process["args"], env)
+
+
+def _import_what_runs_after_the_root_switch(config: dict) -> None:
+    """After pivot_root the host's Python library is out of reach: every module the rest
+    of init needs must be imported now."""
+    import _signal  # noqa: F401
+    import prctl  # noqa: F401
+
+    import pyruntime.linux.capabilities  # noqa: F401
+
+    if config["process"].get("rlimits"):
+        import resource  # noqa: F401
+    if config.get("linux", {}).get("seccomp") is not None:
+        import pyruntime.linux.seccomp  # noqa: F401
+    if config["process"].get("terminal"):
+        import socket  # noqa: F401
+
+        import pyruntime.oci.console  # noqa: F401
+
+
+def _create_cwd(builder, cwd: str) -> None:
+    """runc creates a missing working directory in the rootfs before the root switch."""
+    builder.root_fd = os.open(builder.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(builder.ensure_in_root(cwd, True))
+    except OSError:
+        pass  # a read-only rootfs: entering it later reports the real problem
+    finally:
+        os.close(builder.root_fd)
+        builder.root_fd = -1
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise ContainerStartError(f"linux.sysctl: {key}={value}: {error.strerror}") from None

@@ -1,0 +1,150 @@
+"""The runtime's side of creating a container: fork stage 1, answer its requests (cgroup
+placement, id mappings, prestart/createRuntime hooks) and collect init's pid.
+
+Whatever fails, the process tree is killed and reaped before the error propagates; the
+caller then removes the cgroup and the state directory, so a failed create leaves nothing.
+"""
+from __future__ import annotations
+
+import os
+
+from pyruntime.oci.channel import Channel, channel_pair
+from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
+                                  ProcessNotExecutable, ProcessNotFound)
+from pyruntime.oci.hooks import run_hooks
+
+_ERROR_KINDS = {
+    "ProcessNotFound": ProcessNotFound,
+    "ProcessNotExecutable": ProcessNotExecutable,
+    "HookError": HookError,
+}
+
+
+def fork_child(channel_parent: Channel, channel_child: Channel, body, *args) -> int:
+    """Fork; the child runs `body(*args, channel_child)` and always exits, reporting any
+    exception over the channel (it never returns into the caller's code)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            channel_parent.close()
+            body(*args, channel_child)
+            code = 0
+        except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
+            from pyruntime.oci.init import report_failure
+
+            report_failure(channel_child, error)
+        finally:
+            os._exit(code)
+    channel_child.close()
+    return pid
+
+
+class InitLauncher:
+    """Runs the bootstrap/init protocol for one container being created."""
+
+    def __init__(self, plan: dict, record, cgroup) -> None:
+        self.plan = plan
+        self.record = record
+        self.cgroup = cgroup
+        self.init_pid = 0
+        self.bootstrap_pid = 0
+
+    def launch(self) -> int:
+        import prctl
+
+        from pyruntime.oci.bootstrap import run_bootstrap
+
+        # Init is reparented to us when stage 1 exits, so we can reap it on failure and
+        # wait for it in `run`.
+        prctl.set_child_subreaper(True)
+        parent, child = channel_pair()
+        try:
+            self.bootstrap_pid = fork_child(parent, child, run_bootstrap, self.plan)
+            self._converse(parent)
+        except BaseException:
+            self.kill_tree()
+            raise
+        finally:
+            parent.close()
+            self._reap_bootstrap()
+        return self.init_pid
+
+    def _converse(self, channel: Channel) -> None:
+        while True:
+            message = channel.receive()
+            if message is None:
+                raise ContainerStartError("container init exited before it was ready")
+            kind = message["type"]
+            if kind == "bootstrap":
+                self._place(message["pid"], message["new_user"])
+                channel.send({"type": "bootstrap-ok"})
+            elif kind == "init":
+                from pyruntime.oci.state import process_start_time
+
+                self.init_pid = message["pid"]
+                self.record.data["pid"] = self.init_pid
+                self.record.data["pid_start"] = process_start_time(self.init_pid)
+                self.record.save()
+            elif kind == "hooks":
+                self._run_creation_hooks()
+                channel.send({"type": "hooks-ok", "pid": self.init_pid})
+            elif kind == "ready":
+                return
+            elif kind == "error":
+                error_class = _ERROR_KINDS.get(message.get("kind"), ContainerStartError)
+                raise error_class(message.get("message", "container init failed"))
+            else:
+                raise ContainerStartError(f"unexpected message from init: {message!r}")
+
+    def _place(self, pid: int, new_user: bool) -> None:
+        if self.cgroup is not None:
+            self.cgroup.add(pid)
+        if new_user:
+            linux = self.plan["config"]["linux"]
+            _write_mapping(pid, "uid_map", linux.get("uidMappings", []))
+            _write_mapping(pid, "gid_map", linux.get("gidMappings", []))
+
+    def _run_creation_hooks(self) -> None:
+        hooks = self.plan["config"].get("hooks", {})
+        state = dict(self.plan["hook_state"], pid=self.init_pid, status="creating")
+        for kind in ("prestart", "createRuntime"):
+            if hooks.get(kind):
+                run_hooks(kind, hooks[kind], state)
+
+    def _reap_bootstrap(self) -> None:
+        if self.bootstrap_pid:
+            try:
+                os.waitpid(self.bootstrap_pid, 0)
+            except ChildProcessError:
+                pass
+            self.bootstrap_pid = 0
+
+    def kill_tree(self) -> None:
+        """Kill init and stage 1 (if still there) and reap them."""
+        for pid in (self.init_pid, self.bootstrap_pid):
+            if pid:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        # Stage 1 first: only once it is gone is init our (reparented) child.
+        self._reap_bootstrap()
+        if self.init_pid:
+            try:
+                os.waitpid(self.init_pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _write_mapping(pid: int, name: str, mappings: list[dict]) -> None:
+    text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+    try:
+        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        field = "linux.uidMappings" if name == "uid_map" else "linux.gidMappings"
+        raise OCIError(f"{field}: writing {name}: {error.strerror}") from None

@@ -1,0 +1,34 @@
+"""The OCI namespace types: their clone flags, /proc/PID/ns names, and join order."""
+from __future__ import annotations
+
+import os
+
+from pyruntime.linux import syscalls as sc
+
+# OCI type -> (name under /proc/PID/ns, clone flag). The order is the join order: user
+# first (joining it grants the capabilities needed to join the others), mount last but
+# one (after it, host paths are gone), then time.
+NAMESPACES: dict[str, tuple[str, int]] = {
+    "user": ("user", sc.CLONE_NEWUSER),
+    "ipc": ("ipc", sc.CLONE_NEWIPC),
+    "uts": ("uts", sc.CLONE_NEWUTS),
+    "network": ("net", sc.CLONE_NEWNET),
+    "pid": ("pid", sc.CLONE_NEWPID),
+    "cgroup": ("cgroup", sc.CLONE_NEWCGROUP),
+    "mount": ("mnt", sc.CLONE_NEWNS),
+    "time": ("time", sc.CLONE_NEWTIME),
+}
+
+
+def by_type(namespaces: list[dict]) -> dict[str, str | None]:
+    """OCI type -> path to join, or None for a new namespace."""
+    return {ns["type"]: ns.get("path") for ns in namespaces}
+
+
+def same_namespace(path_a: str, path_b: str) -> bool:
+    try:
+        a = os.stat(path_a)
+        b = os.stat(path_b)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

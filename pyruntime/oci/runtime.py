@@ -1,0 +1,385 @@
+"""The Python API of the OCI runtime: `Runtime(root).create/start/state/kill/delete/
+list/ps/run/exec`. The CLI is a thin shell over it, and the pod layer calls it in-process.
+
+    from pyruntime import Runtime
+
+    runtime = Runtime(root="/run/pyruntime")
+    status = runtime.run("demo", "/path/to/bundle")   # create + start + wait + delete
+    print(status.code)
+
+Every method serializes on the container's lock, records a resource before creating it,
+and leaves nothing behind when it fails.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from pyruntime.oci.errors import (ContainerNotFound, HookError, InvalidState, OCIError,
+                                  SpecError)
+from pyruntime.oci.exit_status import ExitStatus
+from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
+
+DEFAULT_ROOT = "/run/pyruntime"
+
+
+class Runtime:
+    """One runtime root (runc's `--root`): the containers whose state lives there."""
+
+    def __init__(self, root: str = DEFAULT_ROOT, *, warn=None) -> None:
+        self.store = StateStore(root)
+        self.warn = warn or _warn_to_stderr
+
+    # -- create / start -----------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
+               console_socket: str | None = None, console_fd: int | None = None,
+               preserve_fds: int = 0, no_pivot: bool = False,
+               no_new_keyring: bool = False) -> int:
+        """Create the container and leave its init waiting for `start`; returns init's pid.
+
+        `console_socket` is a path (runc's flag); `console_fd` an already connected
+        socket, for callers that receive the pty master themselves."""
+        bundle, config = _load_bundle(bundle)
+        return self._create_from_config(container_id, bundle, config, pid_file=pid_file,
+                                        console_socket=console_socket, console_fd=console_fd,
+                                        preserve_fds=preserve_fds, no_pivot=no_pivot,
+                                        no_new_keyring=no_new_keyring)
+
+    def _create_from_config(self, container_id: str, bundle: str, config: dict, *,
+                            pid_file: str | None, console_socket: str | None,
+                            console_fd: int | None, preserve_fds: int, no_pivot: bool,
+                            no_new_keyring: bool) -> int:
+        terminal = config["process"].get("terminal", False)
+        if console_socket is not None and console_fd is None:
+            if not terminal:
+                raise OCIError("--console-socket given but process.terminal is false")
+            console_fd = _connect_console_socket(console_socket)
+        if terminal and console_fd is None:
+            raise OCIError("process.terminal is true: a --console-socket is needed to "
+                           "receive the pty (or run in the foreground)")
+        try:
+            return self._create(container_id, bundle, config, pid_file, console_fd,
+                                preserve_fds, no_pivot, no_new_keyring)
+        finally:
+            if console_fd is not None and console_socket is not None:
+                os.close(console_fd)
+
+    def _create(self, container_id, bundle, config, pid_file, console_fd, preserve_fds,
+                no_pivot, no_new_keyring) -> int:
+        from pyruntime.cgroups.placement import CgroupPlacement
+        from pyruntime.oci.launcher import InitLauncher
+
+        directory = self.store.reserve(container_id)
+        record = ContainerRecord(directory, {
+            "id": container_id,
+            "pid": 0,
+            "bundle": bundle,
+            "rootfs": config["root"]["path"],
+            "created": now_rfc3339(),
+            "creator_pid": os.getpid(),
+            "creator_start": process_start_time(os.getpid()),
+            "config": config,
+        })
+        cgroup = None
+        try:
+            record.save()
+            os.mkfifo(record.fifo_path, 0o622)
+            cgroup = CgroupPlacement.for_container(
+                config.get("linux", {}).get("cgroupsPath"), container_id
+            )
+            record.data["cgroup_paths"] = cgroup.paths
+            record.save()  # recorded before created, so delete can always find it
+            cgroup.create()
+            plan = {
+                "id": container_id,
+                "bundle": bundle,
+                "config": config,
+                "state_dir": directory,
+                "no_pivot": no_pivot,
+                "no_new_keyring": no_new_keyring,
+                "console_fd": -1 if console_fd is None else console_fd,
+                "preserve_fds": preserve_fds,
+                "cgroup_paths": cgroup.paths,
+                "hook_state": _hook_state(record),
+            }
+            pid = InitLauncher(plan, record, cgroup).launch()
+            if pid_file:
+                write_pid_file(pid_file, pid)
+            return pid
+        except BaseException as error:
+            self._discard(record, cgroup, ran_hooks=isinstance(error, HookError))
+            raise
+
+    def _discard(self, record: ContainerRecord, cgroup, ran_hooks: bool) -> None:
+        """Undo a failed create: processes, cgroup, state directory."""
+        if cgroup is not None:
+            try:
+                cgroup.signal_all(9)
+                cgroup.remove()
+            except OCIError as error:
+                self.warn(f"cleaning up cgroup of {record.id}: {error}")
+            except Exception as error:  # noqa: BLE001 - cleanup must go on
+                self.warn(f"cleaning up cgroup of {record.id}: {error}")
+        if ran_hooks:
+            self._run_poststop(record)
+        _remove_state_dir(record.directory)
+
+    def start(self, container_id: str) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = record.status()
+            if status != "created":
+                raise InvalidState(f"cannot start a container that is {status}")
+            self._open_exec_fifo(record)
+        hooks = record.config.get("hooks", {}).get("poststart")
+        if hooks:
+            try:
+                from pyruntime.oci.hooks import run_hooks
+
+                run_hooks("poststart", hooks, _hook_state(record, "running"))
+            except HookError as error:
+                # The spec: a failing poststart hook is a warning; the lifecycle goes on.
+                self.warn(str(error))
+
+    @staticmethod
+    def _open_exec_fifo(record: ContainerRecord) -> None:
+        """Open the FIFO init is blocked on and read its byte: init then execs.
+
+        Non-blocking, so a dead init cannot hang us; a tiny poll covers the moment
+        between our open and init's write."""
+        fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            delay = 0.0002
+            while True:
+                try:
+                    if os.read(fd, 1):
+                        break
+                except BlockingIOError:
+                    pass
+                if not record.init_alive():
+                    raise InvalidState(f"container {record.id}: init exited before start")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+        finally:
+            os.close(fd)
+        os.unlink(record.fifo_path)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def state(self, container_id: str) -> dict:
+        return self.store.load(container_id).oci_state()
+
+    def list(self) -> list[dict]:
+        states = []
+        for container_id in self.store.ids():
+            try:
+                states.append(self.store.load(container_id).oci_state())
+            except ContainerNotFound:
+                continue  # deleted while we listed
+        return states
+
+    def ps(self, container_id: str) -> list[int]:
+        record = self.store.load(container_id)
+        cgroup = _cgroup_of(record)
+        if cgroup is None:
+            return [record.pid] if record.init_alive() else []
+        return cgroup.pids()
+
+    # -- kill / delete ------------------------------------------------------------------
+
+    def kill(self, container_id: str, signal_number: int = 15, all_processes: bool = False) -> None:
+        record = self.store.load(container_id)
+        status = record.status()
+        if status == "stopped" or (status == "creating" and not record.pid):
+            raise InvalidState(f"container {container_id} is not running")
+        if all_processes:
+            cgroup = _cgroup_of(record)
+            if cgroup is not None:
+                cgroup.signal_all(signal_number)
+                return
+        try:
+            os.kill(record.pid, signal_number)
+        except ProcessLookupError:
+            raise InvalidState(f"container {container_id} is not running") from None
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        with self.store.lock(container_id):
+            try:
+                record = self.store.load(container_id)
+            except ContainerNotFound:
+                raise
+            status = record.status()
+            if status in ("running", "paused") and not force:
+                raise InvalidState(
+                    f"cannot delete container {container_id} that is not stopped: {status}"
+                )
+            cgroup = _cgroup_of(record)
+            if status != "stopped":
+                self._kill_everything(record, cgroup)
+            if cgroup is not None:
+                cgroup.remove()
+            if record.pid:
+                self._run_poststop(record)
+            _remove_state_dir(record.directory)
+
+    def _kill_everything(self, record: ContainerRecord, cgroup) -> None:
+        if cgroup is not None:
+            cgroup.signal_all(9)
+        if record.init_alive():
+            try:
+                os.kill(record.pid, 9)
+            except ProcessLookupError:
+                pass
+        _wait_gone(record.pid, record.data.get("pid_start"))
+
+    def _run_poststop(self, record: ContainerRecord) -> None:
+        hooks = record.config.get("hooks", {}).get("poststop")
+        if not hooks:
+            return
+        from pyruntime.oci.hooks import run_hooks
+
+        try:
+            run_hooks("poststop", hooks, _hook_state(record, "stopped"))
+        except HookError as error:
+            self.warn(str(error))
+
+    # -- run / exec ---------------------------------------------------------------------
+
+    def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
+            pid_file: str | None = None, console_socket: str | None = None,
+            preserve_fds: int = 0, no_pivot: bool = False,
+            no_new_keyring: bool = False) -> ExitStatus | None:
+        """create + start; in the foreground, wait and delete, returning how it ended."""
+        from pyruntime.oci.foreground import Foreground
+
+        bundle, config = _load_bundle(bundle)
+        options = dict(pid_file=pid_file, console_socket=console_socket,
+                       preserve_fds=preserve_fds, no_pivot=no_pivot,
+                       no_new_keyring=no_new_keyring)
+        if detach:
+            self._create_from_config(container_id, bundle, config, console_fd=None, **options)
+            self._start_or_discard(container_id)
+            return None
+        proxy_terminal = config["process"].get("terminal", False) and console_socket is None
+        with Foreground(proxy_terminal) as foreground:
+            pid = self._create_from_config(container_id, bundle, config,
+                                           console_fd=foreground.console_fd, **options)
+            try:
+                self._start_or_discard(container_id)
+                status = foreground.wait(pid)
+            finally:
+                if not keep:
+                    self.delete(container_id, force=True)
+        return status
+
+    def _start_or_discard(self, container_id: str) -> None:
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+
+    def exec(self, container_id: str, process: dict, *, detach: bool = False,
+             console_socket: str | None = None, pid_file: str | None = None,
+             preserve_fds: int = 0) -> ExitStatus | int:
+        """Run `process` (an OCI process object) in the container's namespaces and cgroup.
+        Returns its ExitStatus, or its pid with `detach`."""
+        from pyruntime.oci.enter import exec_in_container
+
+        record = self.store.load(container_id)
+        status = record.status()
+        if status not in ("created", "running"):
+            raise InvalidState(f"cannot exec in a container that is {status}")
+        return exec_in_container(record, _cgroup_of(record), process, detach=detach,
+                                 console_socket=console_socket, pid_file=pid_file,
+                                 preserve_fds=preserve_fds)
+
+
+def _load_bundle(bundle: str) -> tuple[str, dict]:
+    from pyruntime.oci.spec import load_spec
+
+    bundle = os.path.abspath(bundle)
+    config = load_spec(bundle)
+    if config.get("process") is None:
+        raise SpecError("process", "is required to create a container")
+    return bundle, config
+
+
+def _hook_state(record: ContainerRecord, status: str = "creating") -> dict:
+    return {
+        "ociVersion": record.config.get("ociVersion", "1.2.0"),
+        "id": record.id,
+        "status": status,
+        "pid": record.pid,
+        "bundle": record.data["bundle"],
+        "annotations": record.config.get("annotations", {}),
+    }
+
+
+def _cgroup_of(record: ContainerRecord):
+    paths = record.data.get("cgroup_paths")
+    if not paths:
+        return None
+    from pyruntime.cgroups.placement import CgroupPlacement
+
+    return CgroupPlacement(paths)
+
+
+def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
+    if not pid:
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while process_start_time(pid) == start_time and start_time is not None:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            raise OCIError(f"process {pid} did not exit after SIGKILL")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    except ChildProcessError:
+        pass
+
+
+def _remove_state_dir(directory: str) -> None:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    os.rmdir(directory)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc does: engines read it as soon as it appears."""
+    path = os.path.abspath(path)
+    temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(temp, "w") as f:
+        f.write(str(pid))
+    os.rename(temp, path)
+
+
+def _connect_console_socket(path: str) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as error:
+        sock.close()
+        raise OCIError(f"--console-socket {path}: {error.strerror}") from None
+    return sock.detach()
+
+
+def _warn_to_stderr(message: str) -> None:
+    os.write(2, f"pyruntime: warning: {message}\n".encode())

@@ -1,0 +1,199 @@
+"""The state store: one directory per container under the runtime's root.
+
+`<root>/<id>/state.json` is the record (written atomically: write a temp file, rename),
+`<root>/<id>/exec.fifo` exists while the container is created but not started, and an
+flock on the directory itself serializes commands on one ID. The status is derived from
+the record and the live process, the way runc does: a pid whose start time changed is a
+different process, so the container is stopped.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from pyruntime import jsonlite
+from pyruntime.oci.errors import ContainerExists, ContainerNotFound, InvalidContainerID
+
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+MAX_ID_LENGTH = 1024
+
+
+def validate_id(container_id: str) -> None:
+    """runc's rule: letters, digits and `_+-.`, not `.` or `..`."""
+    if not container_id:
+        raise InvalidContainerID("container ID must not be empty")
+    if len(container_id) > MAX_ID_LENGTH:
+        raise InvalidContainerID(f"container ID is longer than {MAX_ID_LENGTH} characters")
+    if container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
+        raise InvalidContainerID(
+            f"invalid container ID {container_id!r}: use letters, digits and _ + - . only"
+        )
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None
+    when it no longer exists or is a zombie (a zombie has finished running)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def now_rfc3339() -> str:
+    seconds = time.time()
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
+        f".{int((seconds - whole) * 1e9):09d}Z"
+    )
+
+
+class ContainerRecord:
+    """What the runtime remembers of one container (the content of state.json)."""
+
+    __slots__ = ("data", "directory")
+
+    def __init__(self, directory: str, data: dict) -> None:
+        self.directory = directory
+        self.data = data
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def pid(self) -> int:
+        return self.data.get("pid", 0)
+
+    @property
+    def config(self) -> dict:
+        return self.data["config"]
+
+    @property
+    def fifo_path(self) -> str:
+        return os.path.join(self.directory, EXEC_FIFO)
+
+    def init_alive(self) -> bool:
+        pid = self.pid
+        return pid > 0 and process_start_time(pid) == self.data.get("pid_start")
+
+    def status(self) -> str:
+        """creating, created, running, paused or stopped (the OCI statuses)."""
+        if self.pid <= 0:
+            creator = self.data.get("creator_pid", 0)
+            creator_start = self.data.get("creator_start")
+            if creator and process_start_time(creator) == creator_start:
+                return "creating"
+            return "stopped"
+        if not self.init_alive():
+            return "stopped"
+        if os.path.exists(self.fifo_path):
+            return "created"
+        if self.data.get("paused"):
+            return "paused"
+        return "running"
+
+    def oci_state(self) -> dict:
+        """The state object of the OCI runtime spec, as `runc state` prints it."""
+        status = self.status()
+        return {
+            "ociVersion": self.config.get("ociVersion", "1.2.0"),
+            "id": self.id,
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.data["bundle"],
+            "rootfs": self.data.get("rootfs", ""),
+            "created": self.data.get("created", ""),
+            "owner": "",
+            "annotations": self.config.get("annotations", {}),
+        }
+
+    def save(self) -> None:
+        path = os.path.join(self.directory, STATE_FILE)
+        temp = path + ".tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, jsonlite.dumps(self.data).encode())
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+
+
+class StateStore:
+    """Container directories under one root (runc's `--root`)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def directory(self, container_id: str) -> str:
+        return os.path.join(self.root, container_id)
+
+    def reserve(self, container_id: str) -> str:
+        """Claim an ID for `create`: mkdir is atomic, so of two concurrent creates of one
+        ID exactly one wins."""
+        validate_id(container_id)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        directory = self.directory(container_id)
+        try:
+            os.mkdir(directory, 0o711)
+        except FileExistsError:
+            raise ContainerExists(f"container with id {container_id!r} already exists") from None
+        return directory
+
+    def load(self, container_id: str) -> ContainerRecord:
+        validate_id(container_id)
+        directory = self.directory(container_id)
+        try:
+            with open(os.path.join(directory, STATE_FILE), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {container_id!r} does not exist") from None
+        return ContainerRecord(directory, jsonlite.loads(raw))
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            name for name in names if os.path.exists(os.path.join(self.root, name, STATE_FILE))
+        )
+
+    def lock(self, container_id: str) -> "ContainerLock":
+        validate_id(container_id)
+        return ContainerLock(self.directory(container_id), container_id)
+
+
+class ContainerLock:
+    """An exclusive flock on a container's directory for the length of a `with` block.
+
+    The directory may be deleted by the holder (delete); a waiter that then gets the
+    lock finds no state.json and reports the container as gone.
+    """
+
+    __slots__ = ("directory", "container_id", "fd")
+
+    def __init__(self, directory: str, container_id: str) -> None:
+        self.directory = directory
+        self.container_id = container_id
+        self.fd = -1
+
+    def __enter__(self) -> "ContainerLock":
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.container_id!r} does not exist") from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+        self.fd = -1
