@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from pyruntime import jsonlite
-from pyruntime.oci.errors import ContainerStartError
+from pyruntime.oci.errors import ContainerStartError, OCIError
 
 
 class Channel:
@@ -48,12 +48,28 @@ class Channel:
             raise ContainerStartError(f"expected {kind!r} from the runtime, got {message!r}")
         return message
 
+    def send_error(self, error: BaseException) -> None:
+        """Report a failure of the child side; the kind lets the runtime re-raise the
+        same exception class (ProcessNotFound -> exit 127...)."""
+        kind = type(error).__name__ if isinstance(error, OCIError) else "start"
+        try:
+            self.send({"type": "error", "kind": kind, "message": describe(error)})
+        except OSError:
+            os.write(2, f"pyruntime: {describe(error)}\n".encode())
+
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror and not isinstance(error, OCIError):
+        where = f" {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error) or type(error).__name__
 
 
 def channel_pair() -> tuple[Channel, Channel]:

@@ -15,6 +15,7 @@ import os
 from pyruntime.linux import syscalls as sc
 from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel
+from pyruntime.oci.channel import describe
 from pyruntime.oci.errors import ContainerStartError, HookError, OCIError
 from pyruntime.oci.hooks import run_hooks
 from pyruntime.oci.namespaces import by_type
@@ -28,25 +29,8 @@ def run_init(plan: dict, channel: Channel) -> None:
     try:
         _setup_and_wait(plan, channel)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the runtime
-        report_failure(channel, error)
+        channel.send_error(error)
         os._exit(1)
-
-
-def report_failure(channel: Channel, error: BaseException) -> None:
-    kind = "start"
-    if isinstance(error, OCIError):
-        kind = type(error).__name__
-    try:
-        channel.send({"type": "error", "kind": kind, "message": describe(error)})
-    except OSError:
-        os.write(2, f"container init: {describe(error)}\n".encode())
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror and not isinstance(error, OCIError):
-        where = f" {error.filename}" if error.filename else ""
-        return f"{error.strerror}{where}"
-    return str(error) or type(error).__name__
 
 
 def _setup_and_wait(plan: dict, channel: Channel) -> None:

@@ -13,7 +13,7 @@ from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 from pyruntime.oci.hooks import run_hooks
 
-_ERROR_KINDS = {
+ERROR_KINDS = {
     "ProcessNotFound": ProcessNotFound,
     "ProcessNotExecutable": ProcessNotExecutable,
     "HookError": HookError,
@@ -31,9 +31,7 @@ def fork_child(channel_parent: Channel, channel_child: Channel, body, *args) -> 
             body(*args, channel_child)
             code = 0
         except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
-            from pyruntime.oci.init import report_failure
-
-            report_failure(channel_child, error)
+            channel_child.send_error(error)
         finally:
             os._exit(code)
     channel_child.close()
@@ -92,7 +90,7 @@ class InitLauncher:
             elif kind == "ready":
                 return
             elif kind == "error":
-                error_class = _ERROR_KINDS.get(message.get("kind"), ContainerStartError)
+                error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
                 raise error_class(message.get("message", "container init failed"))
             else:
                 raise ContainerStartError(f"unexpected message from init: {message!r}")

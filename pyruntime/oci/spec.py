@@ -660,3 +660,8 @@ def _check_sysctl(spec: dict, namespaces: dict[str, str | None]) -> None:
             raise SpecError(field, f"needs {article} {namespace} namespace in linux.namespaces")
         if key.replace("/", ".") == "kernel.hostname" and spec["hostname"]:
             raise SpecError(field, "conflicts with the hostname field; set only one")
+
+
+def validate_process(raw: object) -> dict:
+    """Validate a lone OCI process object (`exec --process process.json`)."""
+    return _process(_obj(raw, "process"))
