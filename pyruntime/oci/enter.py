@@ -140,6 +140,8 @@ def _import_before_fork(process: dict, config: dict) -> None:
 
     if process.get("rlimits"):
         import resource  # noqa: F401
+    if process.get("apparmorProfile") or process.get("selinuxLabel"):
+        import pyruntime.oci.lsm  # noqa: F401
     if config.get("linux", {}).get("seccomp") is not None:
         import pyruntime.linux.seccomp  # noqa: F401
     if process.get("terminal"):
@@ -174,4 +176,4 @@ def _stage2(plan: dict, channel: Channel) -> None:
     if seccomp is not None and no_new_privileges:
         proc.load_seccomp(seccomp)
     proc.prepare_fds(plan["preserve_fds"])
-    proc.exec_process(executable, process["args"], env)
+    proc.exec_process(executable, process["args"], env, process)

@@ -116,7 +116,7 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     except (HookError, OCIError, OSError) as error:
         os.write(2, f"pyruntime init: {describe(error)}\n".encode())
         os._exit(1)
-    proc.exec_process(executable, process["args"], env)
+    proc.exec_process(executable, process["args"], env, process)
 
 
 def _import_what_runs_after_the_root_switch(config: dict) -> None:
@@ -129,6 +129,8 @@ def _import_what_runs_after_the_root_switch(config: dict) -> None:
 
     if config["process"].get("rlimits"):
         import resource  # noqa: F401
+    if config["process"].get("apparmorProfile") or config["process"].get("selinuxLabel"):
+        import pyruntime.oci.lsm  # noqa: F401
     if config.get("linux", {}).get("seccomp") is not None:
         import pyruntime.linux.seccomp  # noqa: F401
     if config["process"].get("terminal"):

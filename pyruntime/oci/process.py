@@ -173,7 +173,11 @@ def restore_signal_dispositions() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
-def exec_process(path: str, args: list[str], env: list[str]) -> None:
+def exec_process(path: str, args: list[str], env: list[str], process: dict) -> None:
+    if process.get("apparmorProfile") or process.get("selinuxLabel"):
+        from pyruntime.oci.lsm import set_exec_labels
+
+        set_exec_labels(process)
     restore_signal_dispositions()
     try:
         os.execve(path, args, env_dict(env))

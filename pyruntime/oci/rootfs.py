@@ -139,7 +139,7 @@ class RootfsBuilder:
             else:
                 self._fs_mount(kind, mount.get("source", "") or kind, destination, options)
         except OSError as error:
-            detail = str(error) if isinstance(error, LinuxError) else error.strerror
+            detail = error.strerror or str(error)
             raise ContainerStartError(
                 f"{field}: mounting {kind or 'bind'} on {destination}: {detail}"
             ) from None

@@ -51,6 +51,10 @@ class Runtime:
                             console_fd: int | None, preserve_fds: int, no_pivot: bool,
                             no_new_keyring: bool) -> int:
         terminal = config["process"].get("terminal", False)
+        if config["process"].get("apparmorProfile") or config["process"].get("selinuxLabel"):
+            from pyruntime.oci.lsm import check_available
+
+            check_available(config["process"])
         if console_socket is not None and console_fd is None:
             if not terminal:
                 raise OCIError("--console-socket given but process.terminal is false")
