@@ -16,7 +16,7 @@ from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.exit_status import ExitStatus
-from pyruntime.oci.launcher import ERROR_KINDS, fork_child
+from pyruntime.oci.launcher import ERROR_KINDS, start_child
 from pyruntime.oci.namespaces import NAMESPACES, same_namespace
 
 
@@ -49,7 +49,10 @@ def exec_in_container(record, cgroup, process: dict, *, detach: bool,
             plan["console_fd"] = console_fd if console_fd is not None else (
                 foreground.console_fd if foreground.console_fd is not None else -1)
             parent, child = channel_pair()
-            stage1 = fork_child(parent, child, _stage1, plan)
+            passed = [*namespace_fds.values(), root_fd, *range(3, 3 + preserve_fds)]
+            if plan["console_fd"] >= 0:
+                passed.append(plan["console_fd"])
+            stage1 = start_child(parent, child, "exec", plan, tuple(passed))
             try:
                 pid = _converse(parent, cgroup, stage1)
             finally:
@@ -105,7 +108,7 @@ def _converse(channel: Channel, cgroup, stage1: int) -> int:
     return pid
 
 
-def _stage1(plan: dict, channel: Channel) -> None:
+def enter_stage1(plan: dict, channel: Channel) -> None:
     import prctl
 
     prctl.set_dumpable(False)

@@ -20,22 +20,73 @@ ERROR_KINDS = {
 }
 
 
-def fork_child(channel_parent: Channel, channel_child: Channel, body, *args) -> int:
-    """Fork; the child runs `body(*args, channel_child)` and always exits, reporting any
-    exception over the channel (it never returns into the caller's code)."""
+# What a stage-1 child runs, by name, so a spawned interpreter can find it too.
+CHILD_ENTRIES = {
+    "bootstrap": ("pyruntime.oci.bootstrap", "run_bootstrap"),
+    "exec": ("pyruntime.oci.enter", "enter_stage1"),
+}
+
+
+def start_child(channel_parent: Channel, channel_child: Channel, entry: str, plan: dict,
+                pass_fds: tuple[int, ...] = ()) -> int:
+    """Start a stage-1 child running CHILD_ENTRIES[entry](plan, channel); returns its pid.
+
+    Forking is the fast path. A process with threads (an embedding program, the pod
+    supervisor's executors) must not fork Python: another thread may hold a lock the
+    child then waits on forever. There a fresh interpreter is exec'd instead (as runc
+    re-executes `runc init`) and the plan is sent to it over the channel."""
+    if _has_threads():
+        return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
+    module_name, function_name = CHILD_ENTRIES[entry]
+    import importlib
+
+    body = getattr(importlib.import_module(module_name), function_name)
     pid = os.fork()
     if pid == 0:
-        code = 1
-        try:
-            channel_parent.close()
-            body(*args, channel_child)
-            code = 0
-        except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
-            channel_child.send_error(error)
-        finally:
-            os._exit(code)
+        run_child_body(channel_parent, channel_child, body, plan)
     channel_child.close()
     return pid
+
+
+def run_child_body(channel_parent: Channel | None, channel_child: Channel, body,
+                   plan: dict) -> None:
+    """In the child: run the body, report any exception over the channel, always exit
+    (never return into the caller's code)."""
+    code = 1
+    try:
+        if channel_parent is not None:
+            channel_parent.close()
+        body(plan, channel_child)
+        code = 0
+    except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
+        channel_child.send_error(error)
+    finally:
+        os._exit(code)
+
+
+def _has_threads() -> bool:
+    import sys
+
+    threading = sys.modules.get("threading")
+    return threading is not None and threading.active_count() > 1
+
+
+def _spawn_child(channel_parent: Channel, channel_child: Channel, entry: str, plan: dict,
+                 pass_fds: tuple[int, ...]) -> int:
+    import subprocess
+    import sys
+
+    fds = (channel_child.read_fd, channel_child.write_fd, *pass_fds)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pyruntime.oci.spawned", entry,
+         str(channel_child.read_fd), str(channel_child.write_fd)],
+        pass_fds=fds, close_fds=True,
+    )
+    channel_child.close()
+    channel_parent.send({"type": "plan", "plan": plan})
+    # The Popen object is dropped: the pid is waited for by the caller, like a fork's.
+    child.returncode = 0
+    return child.pid
 
 
 class InitLauncher:
@@ -51,14 +102,13 @@ class InitLauncher:
     def launch(self) -> int:
         import prctl
 
-        from pyruntime.oci.bootstrap import run_bootstrap
-
         # Init is reparented to us when stage 1 exits, so we can reap it on failure and
         # wait for it in `run`.
         prctl.set_child_subreaper(True)
         parent, child = channel_pair()
         try:
-            self.bootstrap_pid = fork_child(parent, child, run_bootstrap, self.plan)
+            self.bootstrap_pid = start_child(parent, child, "bootstrap", self.plan,
+                                             self._fds_to_pass())
             self._converse(parent)
         except BaseException:
             self.kill_tree()
@@ -67,6 +117,12 @@ class InitLauncher:
             parent.close()
             self._reap_bootstrap()
         return self.init_pid
+
+    def _fds_to_pass(self) -> tuple[int, ...]:
+        fds = list(range(3, 3 + self.plan.get("preserve_fds", 0)))
+        if self.plan.get("console_fd", -1) >= 0:
+            fds.append(self.plan["console_fd"])
+        return tuple(fds)
 
     def _converse(self, channel: Channel) -> None:
         while True:
