@@ -290,7 +290,9 @@ class Runtime:
         """Run `process` (an OCI process object) in the container's namespaces and cgroup.
         Returns its ExitStatus, or its pid with `detach`."""
         from pyruntime.oci.enter import exec_in_container
+        from pyruntime.oci.spec import validate_process
 
+        process = validate_process(process)
         record = self.store.load(container_id)
         status = record.status()
         if status not in ("created", "running"):
