@@ -6,6 +6,10 @@ namespaces given by path (user first), creates the new ones (user first, so it o
 rest), waits while the runtime places it in its cgroup and writes its id mappings, then
 forks the container's init, which is PID 1 of a new PID namespace, reports init's pid
 and exits. Init is then reparented to the runtime, a child subreaper.
+
+Everything init will need is imported before the first namespace is entered: in a new
+user namespace the host's Python library may be unreadable, and after pivot_root it is
+gone.
 """
 from __future__ import annotations
 
@@ -20,8 +24,13 @@ from pyruntime.oci.namespaces import NAMESPACES, by_type
 def run_bootstrap(plan: dict, channel: Channel) -> None:
     import prctl
 
+    from pyruntime.oci.init import import_what_init_needs, run_init
+
     prctl.set_dumpable(False)
     config = plan["config"]
+    # Now, while the host's Python library is readable: a process in a new user
+    # namespace (and init after pivot_root) may no longer be able to read it.
+    import_what_init_needs(config)
     linux = config.get("linux", {})
     wanted = by_type(linux.get("namespaces", []))
 
@@ -72,8 +81,6 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
 
     pid = os.fork()
     if pid == 0:
-        from pyruntime.oci.init import run_init
-
         run_init(plan, channel)  # never returns
     channel.send({"type": "init", "pid": pid})
 

@@ -57,8 +57,7 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     if hooks.get("createContainer"):
         run_hooks("createContainer", hooks["createContainer"], state)
 
-    state_dir_fd = os.open(plan["state_dir"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    _import_what_runs_after_the_root_switch(config)
+    state_dir_fd = plan["state_dir_fd"]
     switch_root(config["root"]["path"], plan.get("no_pivot", False))
 
     user = process.get("user", {})
@@ -119,13 +118,14 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     proc.exec_process(executable, process["args"], env, process)
 
 
-def _import_what_runs_after_the_root_switch(config: dict) -> None:
-    """After pivot_root the host's Python library is out of reach: every module the rest
-    of init needs must be imported now."""
+def import_what_init_needs(config: dict) -> None:
+    """Import every module init will use, while the host's Python library is reachable
+    (see the bootstrap module's docstring)."""
     import _signal  # noqa: F401
     import prctl  # noqa: F401
 
     import pyruntime.linux.capabilities  # noqa: F401
+    import pyruntime.oci.rootfs  # noqa: F401
 
     if config["process"].get("rlimits"):
         import resource  # noqa: F401

@@ -120,6 +120,7 @@ class InitLauncher:
 
     def _fds_to_pass(self) -> tuple[int, ...]:
         fds = list(range(3, 3 + self.plan.get("preserve_fds", 0)))
+        fds.append(self.plan["state_dir_fd"])
         if self.plan.get("console_fd", -1) >= 0:
             fds.append(self.plan["console_fd"])
         return tuple(fds)

@@ -89,17 +89,23 @@ class Runtime:
         try:
             record.save()
             os.mkfifo(record.fifo_path, 0o622)
+            # Writable by init whatever uid it runs as (a user namespace's root is some
+            # unprivileged host uid); mkfifo's mode went through our umask.
+            os.chmod(record.fifo_path, 0o622)
             cgroup = CgroupPlacement.for_container(
                 config.get("linux", {}).get("cgroupsPath"), container_id
             )
             record.data["cgroup_paths"] = cgroup.paths
             record.save()  # recorded before created, so delete can always find it
             cgroup.create()
+            # Opened here, not by init: in a user namespace init may not be allowed to
+            # walk into the runtime's root (0700), as with runc's fifo fd.
+            state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             plan = {
                 "id": container_id,
                 "bundle": bundle,
                 "config": config,
-                "state_dir": directory,
+                "state_dir_fd": state_dir_fd,
                 "no_pivot": no_pivot,
                 "no_new_keyring": no_new_keyring,
                 "console_fd": -1 if console_fd is None else console_fd,
@@ -107,7 +113,10 @@ class Runtime:
                 "cgroup_paths": cgroup.paths,
                 "hook_state": _hook_state(record),
             }
-            pid = InitLauncher(plan, record, cgroup).launch()
+            try:
+                pid = InitLauncher(plan, record, cgroup).launch()
+            finally:
+                os.close(state_dir_fd)
             if pid_file:
                 write_pid_file(pid_file, pid)
             return pid
