@@ -57,22 +57,33 @@ class TerminalProxy:
     def __init__(self, master_fd: int) -> None:
         self.master_fd = master_fd
         self._saved_mode = None
+        self._saved_winch = None
 
     def __enter__(self) -> "TerminalProxy":
         if os.isatty(0):
             import termios
             import tty
 
+            import _signal
+
             self._saved_mode = termios.tcgetattr(0)
             tty.setraw(0)
-            rows, cols = os.get_terminal_size(0)
-            sc.set_window_size(self.master_fd, rows, cols)
+            self._copy_window_size()
+            self._saved_winch = _signal.signal(_signal.SIGWINCH,
+                                               lambda *_: self._copy_window_size())
         return self
+
+    def _copy_window_size(self) -> None:
+        columns, lines = os.get_terminal_size(0)
+        if lines and columns:  # a 0x0 terminal (some pty wrappers) tells nothing
+            sc.set_window_size(self.master_fd, lines, columns)
 
     def __exit__(self, *exc: object) -> None:
         if self._saved_mode is not None:
+            import _signal
             import termios
 
+            _signal.signal(_signal.SIGWINCH, self._saved_winch)
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved_mode)
 
     def pump(self, finished) -> None:
