@@ -97,32 +97,33 @@ def test_errors_are_typed(api, bundle, work_dir):
     assert [s["id"] for s in api.list()] == ["api-err"]
 
 
-def test_a_caller_with_threads_gets_fresh_interpreters(api, bundle, busy_thread, work_dir):
+def test_a_caller_with_threads_gets_fresh_interpreters(api, bundle, busy_thread,
+                                                        monkeypatch):
     """With another thread alive, forking Python could deadlock on a lock that thread
-    holds; the runtime must exec a new interpreter for the container's first process.
-    The proof: the container's init is not a fork of this process, so its parent chain
-    shows an exec'd `pyruntime.oci.spawned` process (its cmdline), which a fork would not
-    have."""
+    holds: the runtime must not call os.fork at all, and starts each container's first
+    process (and an exec's) as a fresh interpreter instead."""
     import pyruntime.oci.launcher as launcher
+
+    def no_fork():
+        raise AssertionError("os.fork called in a process with threads")
 
     spawned = []
     original = launcher._spawn_child
 
-    def spy(*args, **kwargs):
-        pid = original(*args, **kwargs)
-        spawned.append(_read(f"/proc/{pid}/cmdline").split("\0"))
-        return pid
+    def counting_spawn(*args, **kwargs):
+        spawned.append(args[2])
+        return original(*args, **kwargs)
 
-    launcher._spawn_child = spy
-    try:
-        status = api.run("api-threads", bundle(["/bin/sh", "-c", "exit 4"]))
-        path = bundle(["/bin/sleep", "30"])
-        api.run("api-threads-exec", path, detach=True)
-        result = api.exec("api-threads-exec", {"args": ["/bin/sh", "-c", "exit 6"],
-                                               "cwd": "/", "env": ["PATH=/bin"]})
-    finally:
-        launcher._spawn_child = original
+    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(launcher, "_spawn_child", counting_spawn)
+    path = bundle(["/bin/sleep", "30"])
+    hooked = bundle(["/bin/sh", "-c", "exit 4"],
+                    hooks={"prestart": [{"path": "/bin/true"}],
+                           "poststop": [{"path": "/bin/true"}]})
+    status = api.run("api-threads", hooked)
+    api.run("api-threads-exec", path, detach=True)
+    result = api.exec("api-threads-exec", {"args": ["/bin/sh", "-c", "exit 6"],
+                                           "cwd": "/", "env": ["PATH=/bin"]})
     assert status.code == 4
     assert result.code == 6
-    assert len(spawned) == 3  # bootstrap of each container, stage 1 of the exec
-    assert all("pyruntime.oci.spawned" in argv for argv in spawned)
+    assert spawned == ["bootstrap", "bootstrap", "exec"]
