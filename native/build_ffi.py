@@ -45,6 +45,7 @@ int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
 int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(scmp_filter_ctx ctx);
 int pyrt_capbset_drop(int cap);
+long pyrt_bpf(int cmd, void *attr, unsigned int size);
 """
 
 SOURCE = r"""
@@ -186,6 +187,18 @@ int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value)
 /* python-prctl refuses caps above the CAP_LAST_CAP it was built with; a newer kernel may
    have more, and they must still leave the bounding set. */
 int pyrt_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, cap, 0, 0, 0); }
+
+/* bpf(2), for the cgroup v2 device filter: `attr` is a union bpf_attr that the Python side
+   packs (and reads back, for BPF_PROG_QUERY). */
+long pyrt_bpf(int cmd, void *attr, unsigned int size)
+{
+#ifdef SYS_bpf
+    return syscall(SYS_bpf, cmd, attr, size);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
 """
 
 ffibuilder = FFI()

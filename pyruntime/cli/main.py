@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(command_help(command))
             return 0
         parsed = parse_command(command, command_argv)
-        return _dispatch(name, parsed, options, log)
+        log.debug(f"pyruntime {name} {' '.join(command_argv)} (root {options.root})")
+        code = _dispatch(name, parsed, options, log)
+        log.debug(f"{name} finished with exit code {code}")
+        return code
     except PyruntimeError as error:
         log.error(str(error))
         return error.exit_code
