@@ -3,8 +3,9 @@
 Forked by the runtime (which is single-threaded: forking Python from a threaded process
 can deadlock), it becomes non-dumpable before touching any namespace, joins the
 namespaces given by path (user first), creates the new ones (user first, so it owns the
-rest), waits while the runtime places it in its cgroup and writes its id mappings, then
-forks the container's init, which is PID 1 of a new PID namespace, reports init's pid
+rest; the runtime writes its id mappings meanwhile and then places it in its cgroup,
+which overlaps with the rest of the work here and in init), then forks the container's
+init, which is PID 1 of a new PID namespace, reports init's pid
 and exits. Init is then reparented to the runtime, a child subreaper.
 
 Everything init will need is imported before the first namespace is entered: in a new
@@ -68,7 +69,8 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
 
     flags = 0
     for ns_type, path in wanted.items():
-        if not path and ns_type != "user":
+        # A new cgroup namespace is init's to create, once it is in its cgroup.
+        if not path and ns_type not in ("user", "cgroup"):
             flags |= NAMESPACES[ns_type][1]
     if flags:
         sc.unshare(flags)

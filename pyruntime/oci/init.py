@@ -46,12 +46,16 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
                                       make_root_readonly, switch_root)
 
     builder = RootfsBuilder(config, plan["bundle"], "user" in namespaces,
-                            plan.get("cgroup_paths", {}), namespaces.get("cgroup", 1) is None)
+                            plan.get("cgroup_paths", {}))
     builder.prepare()
     _create_cwd(builder, process["cwd"])
 
     channel.send({"type": "hooks"})
     host_pid = channel.expect("hooks-ok")["pid"]
+    if namespaces.get("cgroup", 1) is None:
+        # Only now: the runtime has placed us in our cgroup (see the launcher), and the
+        # namespace's root is the cgroup we are in when it is created.
+        sc.unshare(sc.CLONE_NEWCGROUP)
     hooks = config.get("hooks", {})
     state = dict(plan["hook_state"], pid=host_pid, status="creating")
     if hooks.get("createContainer"):

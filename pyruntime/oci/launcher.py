@@ -132,8 +132,12 @@ class InitLauncher:
                 raise ContainerStartError("container init exited before it was ready")
             kind = message["type"]
             if kind == "bootstrap":
-                self._place(message["pid"], message["new_user"])
+                if message["new_user"]:
+                    self._write_mappings(message["pid"])
                 channel.send({"type": "bootstrap-ok"})
+                # The first cgroup.procs write waits for an RCU grace period (10+ ms):
+                # stage 1 and init go on with namespaces and mounts meanwhile.
+                self._place(message["pid"], may_be_gone=True)
             elif kind == "init":
                 from pyruntime.oci.state import process_start_time
 
@@ -141,6 +145,10 @@ class InitLauncher:
                 self.record.data["pid"] = self.init_pid
                 self.record.data["pid_start"] = process_start_time(self.init_pid)
                 self.record.save()
+                # Init may have been forked before stage 1 was moved: place it too
+                # (a no-op when it inherited the cgroup). Init waits for `hooks-ok`,
+                # sent after this, before it creates its cgroup namespace or execs.
+                self._place(self.init_pid, may_be_gone=False)
             elif kind == "hooks":
                 self._run_creation_hooks()
                 channel.send({"type": "hooks-ok", "pid": self.init_pid})
@@ -152,13 +160,21 @@ class InitLauncher:
             else:
                 raise ContainerStartError(f"unexpected message from init: {message!r}")
 
-    def _place(self, pid: int, new_user: bool) -> None:
-        if self.cgroup is not None:
+    def _place(self, pid: int, may_be_gone: bool) -> None:
+        if self.cgroup is None:
+            return
+        from pyruntime.cgroups.placement import CgroupError
+
+        try:
             self.cgroup.add(pid)
-        if new_user:
-            linux = self.plan["config"]["linux"]
-            _write_mapping(pid, "uid_map", linux.get("uidMappings", []))
-            _write_mapping(pid, "gid_map", linux.get("gidMappings", []))
+        except CgroupError:
+            if not (may_be_gone and not os.path.exists(f"/proc/{pid}")):
+                raise
+
+    def _write_mappings(self, pid: int) -> None:
+        linux = self.plan["config"]["linux"]
+        _write_mapping(pid, "uid_map", linux.get("uidMappings", []))
+        _write_mapping(pid, "gid_map", linux.get("gidMappings", []))
 
     def _run_creation_hooks(self) -> None:
         hooks = self.plan["config"].get("hooks", {})

@@ -59,14 +59,13 @@ class RootfsBuilder:
     """Sets up one container's mounts and devices below `rootfs` (a host path)."""
 
     def __init__(self, config: dict, bundle: str, in_user_namespace: bool,
-                 cgroup_paths: dict[str, str], new_cgroup_namespace: bool) -> None:
+                 cgroup_paths: dict[str, str]) -> None:
         self.config = config
         self.linux = config.get("linux", {})
         self.bundle = bundle
         self.rootfs = config["root"]["path"]
         self.in_user_namespace = in_user_namespace
         self.cgroup_paths = cgroup_paths
-        self.new_cgroup_namespace = new_cgroup_namespace
         self.root_fd = -1
 
     # -- resolution inside the rootfs -------------------------------------------------
@@ -221,22 +220,19 @@ class RootfsBuilder:
             os.rmdir(staging)
 
     def _cgroup_mount(self, destination: str, options: MountOptions) -> None:
-        """Give the container its own cgroup view at `destination`.
-
-        cgroup v2 with a new cgroup namespace: a cgroup2 mount, rooted at the container's
-        cgroup by the namespace. Otherwise bind the container's own cgroup directories,
-        so it never sees its siblings (v1: a tmpfs with one directory per hierarchy)."""
+        """Give the container its own cgroup view at `destination`: a bind of its own
+        cgroup directory (v2), or a tmpfs with one bind per hierarchy (v1), so it never
+        sees its siblings. A bind rather than a fresh cgroup mount because init is not
+        in its cgroup namespace yet when the mounts are made (placement overlaps rootfs
+        preparation); the view is the same subtree a namespaced mount would show."""
         flags = options.flags & ~(sc.MS_BIND | sc.MS_REC)
         target_fd = self.ensure_in_root(destination, True)
         try:
             target = fd_path(target_fd)
             unified = self.cgroup_paths.get("")
             if unified is not None and len(self.cgroup_paths) == 1:
-                if self.new_cgroup_namespace:
-                    sc.mount("cgroup2", target, "cgroup2", flags)
-                else:
-                    sc.mount(unified, target, None, sc.MS_BIND | sc.MS_REC)
-                    self._remount_path(destination, sc.MS_BIND | sc.MS_REMOUNT | flags)
+                sc.mount(unified, target, None, sc.MS_BIND | sc.MS_REC)
+                self._remount_path(destination, sc.MS_BIND | sc.MS_REMOUNT | flags)
                 return
             sc.mount("tmpfs", target, "tmpfs", flags & ~sc.MS_RDONLY, "mode=755")
         finally:
