@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from pyruntime.cgroups import freezer, oom, resources_v1, resources_v2
+from pyruntime.cgroups import freezer, resources_v1, resources_v2
 from pyruntime.cgroups import stats as _stats
 from pyruntime.cgroups.device_rules import DEFAULT_ALLOWED_DEVICES, effective_rules
 from pyruntime.cgroups.errors import (

@@ -257,6 +257,7 @@ def _load(program: DeviceFilterProgram, log_size: int) -> int:
     keep: list = []
     code = program.encode()
     log_address = _address(keep, b"\0" * log_size) if log_size else 0
+    log_buffer = keep[-1] if log_size else None
     attr = struct.pack(
         "<IIQQIIQII16sII",
         BPF_PROG_TYPE_CGROUP_DEVICE, len(program.instructions), _address(keep, code),
@@ -269,7 +270,7 @@ def _load(program: DeviceFilterProgram, log_size: int) -> int:
         if log_size:
             from pyruntime._native import ffi
 
-            raw = bytes(ffi.buffer(keep[-1], log_size))
+            raw = bytes(ffi.buffer(log_buffer, log_size))
             error.verifier_log = raw.split(b"\0", 1)[0].decode(errors="replace")[-2000:]
         raise
     return fd
@@ -360,8 +361,12 @@ def install(cgroup_dir: str, rules: list[DeviceRule]) -> DeviceFilterProgram:
     device filters already attached there (an update)."""
     program = generate(rules)
     old_ids = attached_program_ids(cgroup_dir)
-    prog_fd = load(program)
     dir_fd = _open_dir(cgroup_dir)
+    try:
+        prog_fd = load(program)
+    except BaseException:
+        os.close(dir_fd)
+        raise
     try:
         old_fds = []
         try:

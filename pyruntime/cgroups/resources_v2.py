@@ -132,13 +132,32 @@ def enable_controllers(directory: str, mount_point: str,
                         cgroupfs.write(current, "cgroup.subtree_control", "+" + controller)
                     except CgroupError as error:
                         reason = str(error)
-                        if "busy" in reason.lower():
+                        if isinstance(error, ResourceBusy):
                             reason = (f"{current} has processes of its own, so it cannot "
                                       f"delegate the {controller} controller (cgroup v2's "
                                       f"no-internal-process rule)")
                         failures.setdefault(controller, reason)
         current = os.path.join(current, part)
     return failures
+
+
+_SECTION_CONTROLLERS = {"memory": {"memory"}, "pids": {"pids"}, "blockIO": {"io"},
+                        "cpu": {"cpu", "cpuset"}, "hugepageLimits": {"hugetlb"},
+                        "rdma": {"rdma"}}
+
+
+def controllers_for(resources: dict) -> set[str]:
+    """The controllers the given resources need (enabled on demand, so that a spec with
+    only device rules changes no subtree_control; `enable_controllers` with no `wanted`
+    enables them all, as runc does when it creates the cgroup)."""
+    wanted: set[str] = set()
+    for key, controllers in _SECTION_CONTROLLERS.items():
+        if resources.get(key):
+            wanted |= controllers
+    unified = resources.get("unified")
+    if isinstance(unified, dict):
+        wanted |= {name.split(".", 1)[0] for name in unified if isinstance(name, str)}
+    return wanted
 
 
 class _Writes:
@@ -191,12 +210,12 @@ def apply(directory: str, mount_point: str, resources: dict,
     unknown = sorted(set(resources) - TOP_LEVEL_FIELDS)
     if unknown:
         raise ResourceUnsupported(f"{PREFIX}.{unknown[0]}: not a resource this runtime knows")
-    failures = enable_controllers(directory, mount_point)
+    failures = enable_controllers(directory, mount_point, controllers_for(resources))
     writes = _Writes(directory, failures)
     _plan_pids(writes, resources)
     _plan_memory(writes, resources, update)
     _plan_io(writes, resources)
-    _plan_cpu(writes, resources)
+    _plan_cpu(writes, resources, update)
     _plan_hugetlb(writes, resources)
     _plan_rdma(writes, resources)
     _plan_network(resources)
@@ -309,7 +328,7 @@ def _plan_io(writes: _Writes, resources: dict) -> None:
                        f"{major}:{minor} {name}={rate if rate else 'max'}")
 
 
-def _plan_cpu(writes: _Writes, resources: dict) -> None:
+def _plan_cpu(writes: _Writes, resources: dict, update: bool) -> None:
     cpu = section(resources, "cpu", CPU_FIELDS)
     field = f"{PREFIX}.cpu"
     if integer(cpu, "realtimeRuntime", f"{field}.realtimeRuntime") or \
@@ -323,6 +342,10 @@ def _plan_cpu(writes: _Writes, resources: dict) -> None:
     quota = integer(cpu, "quota", f"{field}.quota")
     period = integer(cpu, "period", f"{field}.period", minimum=0)
     line = cpu_max(quota, period)
+    if line is not None and update and not period:
+        # Only the quota: the kernel keeps the current period, where runc's default
+        # would silently reset a custom one (and change the CPU share it allows).
+        line = line.split()[0]
     if line is not None:
         writes.add(f"{field}.quota" if quota else f"{field}.period", "cpu", "cpu.max", line)
     burst = integer(cpu, "burst", f"{field}.burst", minimum=0)
