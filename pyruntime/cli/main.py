@@ -11,6 +11,7 @@ import sys
 
 from pyruntime.cli.args import Command, Flag, UsageError, command_help, help_text, parse_command
 from pyruntime.cli.args import parse_flags
+from pyruntime.cli.update_flags import UPDATE_FLAGS
 from pyruntime.errors import PyruntimeError
 
 GLOBAL_FLAGS = [
@@ -78,12 +79,10 @@ COMMANDS = {c.name: c for c in (
     Command("pause", "pause all processes of a container", "<container-id>", [], 1, 1),
     Command("resume", "resume all processes of a paused container", "<container-id>", [], 1, 1),
     Command("update", "update the resource limits of a container", "<container-id>",
-            [Flag("resources", str, aliases=("r",))], 1, 1),
+            UPDATE_FLAGS, 1, 1),
     Command("events", "display container events and statistics", "<container-id>",
             [Flag("stats"), Flag("interval", str, "5s")], 1, 1),
 )}
-
-_NOT_YET = ("pause", "resume", "update", "events")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +129,6 @@ def _print_version() -> int:
 def _dispatch(name: str, parsed, options, log) -> int:
     from pyruntime.oci.runtime import Runtime
 
-    if name in _NOT_YET:
-        raise PyruntimeError(f"{name} needs cgroup resource support, which this version "
-                             "of pyruntime does not have yet")
     if name == "spec":
         from pyruntime.oci.spec_defaults import write_default_spec
 
@@ -245,6 +241,41 @@ def _cmd_exec(runtime, parsed, log) -> int:
                           console_socket=parsed.console_socket, pid_file=parsed.pid_file,
                           preserve_fds=parsed.preserve_fds)
     return 0 if parsed.detach else result.code
+
+
+def _cmd_pause(runtime, parsed, log) -> int:
+    runtime.pause(parsed.args[0])
+    return 0
+
+
+def _cmd_resume(runtime, parsed, log) -> int:
+    runtime.resume(parsed.args[0])
+    return 0
+
+
+def _cmd_update(runtime, parsed, log) -> int:
+    from pyruntime.cli.update_flags import resources_from_flags
+
+    runtime.update(parsed.args[0], resources_from_flags(parsed))
+    return 0
+
+
+def _cmd_events(runtime, parsed, log) -> int:
+    from pyruntime import jsonlite
+    from pyruntime.cli.update_flags import parse_duration
+
+    container_id = parsed.args[0]
+    if parsed.stats:
+        event = {"type": "stats", "id": container_id, "data": runtime.stats(container_id)}
+        sys.stdout.write(jsonlite.dumps(event) + "\n")
+        return 0
+    interval = parse_duration(parsed.interval, "interval")
+    if interval <= 0:
+        raise UsageError("--interval must be greater than 0")
+    for event in runtime.events(container_id, interval):
+        sys.stdout.write(jsonlite.dumps(event) + "\n")
+        sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":

@@ -220,6 +220,8 @@ def write_oci_layout(rootfs_dir: str, out_dir_or_tar: str, config: dict[str, Any
     canonical JSON, so the same inputs give the same digests, on any host with the
     same zlib.
     """
+    if ref is not None:
+        parse_reference(ref)  # refuse a bad name before writing anything
     epoch = source_date_epoch() if mtime is None else int(mtime)
     plat = parse_platform(platform) if platform else host_platform()
     if out_dir_or_tar.endswith(".tar"):

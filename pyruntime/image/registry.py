@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import ipaddress
 import json
-import os
 import socket
 import ssl
 import threading
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
 from pyruntime.image.blobs import BlobStore
-from pyruntime.image.digest import Digest, verify_bytes
+from pyruntime.image.digest import verify_bytes
 from pyruntime.image.errors import (DigestMismatch, ImageError, ImageNotFound, ManifestError,
                                     RegistryError)
 from pyruntime.image.manifest import (ACCEPT, MAX_DOCUMENT, Index, Manifest, Platform,
@@ -618,4 +617,4 @@ def push_image(client: RegistryClient, ref: Reference, blobs: BlobStore,
 
 
 __all__ = ["RegistryClient", "Credentials", "load_auth_file", "parse_challenge", "is_loopback",
-           "pull_image", "push_image", "PulledImage", "Digest", "os"]
+           "pull_image", "push_image", "PulledImage"]

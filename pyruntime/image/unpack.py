@@ -128,6 +128,102 @@ def clean_path(name: str, what: str, entry: str) -> list[str]:
     return parts
 
 
+def resolve_in_root(root_fd: int, comps: list[str], *, create: bool, what: str,
+                    entry: str) -> tuple[int, list[str]]:
+    """Open the directory named by `comps` inside the root `root_fd`. Symlinks are
+    followed as if the root were `/` (never above it: `..` stops at the root, an absolute
+    target starts from it); missing directories are made (0755) when `create`. Returns a
+    new fd and the real, symlink-free components. `what`/`entry` name it in errors."""
+    fds = [os.dup(root_fd)]
+    real: list[str] = []
+    todo = list(comps)
+    links = 0
+    try:
+        while todo:
+            c = todo.pop(0)
+            if c in ("", "."):
+                continue
+            if c == "..":
+                if real:
+                    os.close(fds.pop())
+                    real.pop()
+                continue
+            parent = fds[-1]
+            try:
+                fd = os.open(c, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise ImageError(f"{what}: {entry!r}: {'/'.join(real + [c])} does not "
+                                     "exist") from None
+                os.mkdir(c, 0o755, dir_fd=parent)
+                fd = os.open(c, _DIR_FLAGS, dir_fd=parent)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                st = os.stat(c, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise ImageError(f"{what}: {entry!r}: {'/'.join(real + [c])} is not a "
+                                     "directory") from None
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise UnsafeLayer(f"{what}: {entry!r}: too many levels of symbolic "
+                                      "links") from None
+                target = os.readlink(c, dir_fd=parent)
+                if target.startswith("/"):
+                    for extra in fds[1:]:
+                        os.close(extra)
+                    del fds[1:]
+                    real.clear()
+                todo[:0] = target.split("/")
+                continue
+            fds.append(fd)
+            real.append(c)
+        return fds.pop(), real
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def read_file_in_root(root: str, path: str, limit: int = 1 << 20) -> bytes | None:
+    """The content of `path` inside the tree `root` (e.g. an image's /etc/passwd), with
+    every symlink, the last component's too, resolved inside the root; None if it does
+    not exist or is not a regular file. Reading through a hostile image's symlinks can
+    never reach the host's files."""
+    root_fd = os.open(root, _DIR_FLAGS)
+    try:
+        comps = [c for c in path.split("/") if c]
+        for _ in range(_MAX_SYMLINKS):
+            if not comps or comps[-1] in (".", ".."):
+                return None  # a directory, and `..` must never be opened from the root
+            try:
+                pfd, real = resolve_in_root(root_fd, comps[:-1], create=False, what=root,
+                                            entry=path)
+            except ImageError:
+                return None
+            try:
+                try:
+                    fd = os.open(comps[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                                 os.O_NONBLOCK, dir_fd=pfd)
+                except FileNotFoundError:
+                    return None
+                except OSError as e:
+                    if e.errno != errno.ELOOP:
+                        return None
+                    target = os.readlink(comps[-1], dir_fd=pfd)
+                    base = [] if target.startswith("/") else real
+                    comps = base + [c for c in target.split("/") if c]
+                    continue
+            finally:
+                os.close(pfd)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                return f.read(limit)
+        return None
+    finally:
+        os.close(root_fd)
+
+
 class _Unpacker:
     """The state of one layer being unpacked: the root's fd, what this layer has written
     (whiteouts and opaque dirs must not hide the layer's own entries), directories whose
@@ -150,7 +246,7 @@ class _Unpacker:
         self.skipped: list[str] = []
         self.count = 0
         # One-entry cache of the last parent directory: tars list a directory's entries
-        # together. Dropped whenever anything is removed (its fd could go stale).
+        # together.
         self._cache: tuple[tuple[str, ...], int, list[str]] | None = None
 
     def close(self) -> None:
@@ -177,57 +273,7 @@ class _Unpacker:
         return fd, real
 
     def resolve_dir(self, comps: list[str], entry: str, create: bool) -> tuple[int, list[str]]:
-        """Open the directory named by `comps` inside the root. Symlinks are followed as
-        if the root were `/` (never above it); missing directories are made when
-        `create`. Returns a new fd and the real (symlink-free) components."""
-        fds = [os.dup(self.root_fd)]
-        real: list[str] = []
-        todo = list(comps)
-        links = 0
-        try:
-            while todo:
-                c = todo.pop(0)
-                if c in ("", "."):
-                    continue
-                if c == "..":
-                    if real:
-                        os.close(fds.pop())
-                        real.pop()
-                    continue
-                parent = fds[-1]
-                try:
-                    fd = os.open(c, _DIR_FLAGS, dir_fd=parent)
-                except FileNotFoundError:
-                    if not create:
-                        raise ImageError(f"{self.what}: entry {entry!r}: "
-                                         f"{'/'.join(real + [c])} does not exist in the layer")
-                    os.mkdir(c, 0o755, dir_fd=parent)
-                    fd = os.open(c, _DIR_FLAGS, dir_fd=parent)
-                except OSError as e:
-                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    st = os.stat(c, dir_fd=parent, follow_symlinks=False)
-                    if not stat.S_ISLNK(st.st_mode):
-                        raise ImageError(f"{self.what}: entry {entry!r}: "
-                                         f"{'/'.join(real + [c])} is not a directory") from None
-                    links += 1
-                    if links > _MAX_SYMLINKS:
-                        raise UnsafeLayer(f"{self.what}: entry {entry!r}: too many levels of "
-                                          "symbolic links") from None
-                    target = os.readlink(c, dir_fd=parent)
-                    if target.startswith("/"):
-                        for extra in fds[1:]:
-                            os.close(extra)
-                        del fds[1:]
-                        real.clear()
-                    todo[:0] = target.split("/")
-                    continue
-                fds.append(fd)
-                real.append(c)
-            return fds.pop(), real
-        finally:
-            for fd in fds:
-                os.close(fd)
+        return resolve_in_root(self.root_fd, comps, create=create, what=self.what, entry=entry)
 
     # ------------------------------------------------------------------ entries
     def entry(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -282,7 +328,8 @@ class _Unpacker:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
-            self._drop_cache()
+            # The one cached fd is `pfd` itself (the parent of the current entry), which
+            # removing a child cannot make stale.
             shutil.rmtree(name, dir_fd=pfd)
         else:
             os.unlink(name, dir_fd=pfd)
@@ -319,7 +366,13 @@ class _Unpacker:
         tcomps = clean_path(member.linkname, self.what, member.name)
         if not tcomps:
             raise UnsafeLayer(f"{self.what}: hard link {member.name!r} points at the root")
-        tfd, treal = self.resolve_dir(tcomps[:-1], member.name, create=False)
+        try:
+            tfd, treal = self.resolve_dir(tcomps[:-1], member.name, create=False)
+        except UnsafeLayer:
+            raise
+        except ImageError:
+            raise ImageError(f"{self.what}: hard link {member.name!r}: its target "
+                             f"{member.linkname!r} is not in the layer") from None
         try:
             if treal == preal and tcomps[-1] == name:
                 return  # a link to itself: nothing to do

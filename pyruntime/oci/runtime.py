@@ -98,6 +98,7 @@ class Runtime:
             record.data["cgroup_paths"] = cgroup.paths
             record.save()  # recorded before created, so delete can always find it
             cgroup.create()
+            _apply_resources(cgroup, config.get("linux", {}).get("resources"))
             # Opened here, not by init: in a user namespace init may not be allowed to
             # walk into the runtime's root (0700), as with runc's fifo fd.
             state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -209,7 +210,9 @@ class Runtime:
         if all_processes:
             cgroup = _cgroup_of(record)
             if cgroup is not None:
-                cgroup.signal_all(signal_number)
+                from pyruntime.cgroups import api as cgroups
+
+                cgroups.kill_all(cgroup, signal_number)
                 return
         try:
             os.kill(record.pid, signal_number)
@@ -238,7 +241,11 @@ class Runtime:
 
     def _kill_everything(self, record: ContainerRecord, cgroup) -> None:
         if cgroup is not None:
-            cgroup.signal_all(9)
+            from pyruntime.cgroups import api as cgroups
+
+            if cgroup.exists() and cgroups.is_frozen(cgroup):
+                cgroups.thaw(cgroup)  # a frozen process cannot die
+            cgroups.kill_all(cgroup, 9)
         if record.init_alive():
             try:
                 os.kill(record.pid, 9)
@@ -281,10 +288,85 @@ class Runtime:
             try:
                 self._start_or_discard(container_id)
                 status = foreground.wait(pid)
+                status.oom_killed = self._oom_killed(container_id)
             finally:
                 if not keep:
                     self.delete(container_id, force=True)
         return status
+
+    def _oom_killed(self, container_id: str) -> bool:
+        cgroup = _cgroup_of(self.store.load(container_id))
+        if cgroup is None or not cgroup.exists():
+            return False
+        from pyruntime.cgroups import api as cgroups
+
+        return cgroups.oom_kill_count(cgroup) > 0
+
+    # -- pause / resume / update / events -------------------------------------------------
+
+    def pause(self, container_id: str) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = record.status()
+            if status != "running":
+                raise InvalidState(f"cannot pause a container that is {status}")
+            from pyruntime.cgroups import api as cgroups
+
+            cgroups.freeze(_require_cgroup(record))
+
+    def resume(self, container_id: str) -> None:
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = record.status()
+            if status != "paused":
+                raise InvalidState(f"cannot resume a container that is {status}")
+            from pyruntime.cgroups import api as cgroups
+
+            cgroups.thaw(_require_cgroup(record))
+
+    def update(self, container_id: str, resources: dict) -> None:
+        """New limits for a live container (runc's `update`); kept in its record too."""
+        with self.store.lock(container_id):
+            record = self.store.load(container_id)
+            status = record.status()
+            if status == "stopped":
+                raise InvalidState(f"cannot update a container that is {status}")
+            from pyruntime.cgroups import api as cgroups
+
+            cgroups.update_resources(_require_cgroup(record), resources)
+            linux = record.config.setdefault("linux", {})
+            merged = dict(linux.get("resources") or {})
+            for key, value in resources.items():
+                merged[key] = (dict(merged.get(key) or {}, **value)
+                               if isinstance(value, dict) else value)
+            linux["resources"] = merged
+            record.save()
+
+    def stats(self, container_id: str) -> dict:
+        """runc's `events --stats` data: cpu, memory, pids, blkio..."""
+        from pyruntime.cgroups import api as cgroups
+
+        return cgroups.stats(_require_cgroup(self.store.load(container_id)))
+
+    def events(self, container_id: str, interval: float = 5.0):
+        """Yield runc-style events until the container stops: `stats` every `interval`
+        seconds and an `oom` event for each OOM kill as it happens."""
+        import time as clock
+
+        from pyruntime.cgroups import api as cgroups
+        from pyruntime.cgroups.oom import OomWatcher
+
+        record = self.store.load(container_id)
+        cgroup = _require_cgroup(record)
+        with OomWatcher(cgroup) as watcher:
+            next_stats = clock.monotonic()
+            while record.status() != "stopped":
+                now = clock.monotonic()
+                if now >= next_stats:
+                    yield {"type": "stats", "id": container_id, "data": cgroups.stats(cgroup)}
+                    next_stats = now + interval
+                for _ in range(watcher.wait(min(0.5, max(0.0, next_stats - now)))):
+                    yield {"type": "oom", "id": container_id}
 
     def _start_or_discard(self, container_id: str) -> None:
         try:
@@ -332,13 +414,27 @@ def _hook_state(record: ContainerRecord, status: str = "creating") -> dict:
     }
 
 
-def _cgroup_of(record: ContainerRecord):
-    paths = record.data.get("cgroup_paths")
-    if not paths:
-        return None
-    from pyruntime.cgroups.placement import CgroupPlacement
+def _apply_resources(cgroup, resources: dict | None) -> None:
+    """Limits before any process enters the cgroup. Without `linux.resources` the
+    container is still held to runc's default device list."""
+    from pyruntime.cgroups import api as cgroups
 
-    return CgroupPlacement(paths)
+    cgroups.enable_controllers(cgroup)
+    if resources:
+        cgroups.apply_resources(cgroup, resources)
+    else:
+        cgroups.apply_devices(cgroup, None)
+
+
+def _require_cgroup(record: ContainerRecord):
+    cgroup = _cgroup_of(record)
+    if cgroup is None or not cgroup.exists():
+        raise InvalidState(f"container {record.id} has no cgroup")
+    return cgroup
+
+
+def _cgroup_of(record: ContainerRecord):
+    return record.cgroup()
 
 
 def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:

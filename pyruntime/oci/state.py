@@ -17,6 +17,7 @@ from pyruntime.oci.errors import ContainerExists, ContainerNotFound, InvalidCont
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+OOM_ANNOTATION = "io.github.pyruntime.oom-killed"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 MAX_ID_LENGTH = 1024
 
@@ -97,9 +98,39 @@ class ContainerRecord:
             return "stopped"
         if os.path.exists(self.fifo_path):
             return "created"
-        if self.data.get("paused"):
+        if self._frozen():
             return "paused"
         return "running"
+
+    def cgroup(self):
+        paths = self.data.get("cgroup_paths")
+        if not paths:
+            return None
+        from pyruntime.cgroups.placement import CgroupPlacement
+
+        return CgroupPlacement(paths)
+
+    def _frozen(self) -> bool:
+        cgroup = self.cgroup()
+        if cgroup is None:
+            return False
+        from pyruntime.cgroups.freezer import is_frozen
+
+        try:
+            return is_frozen(cgroup)
+        except OSError:
+            return False
+
+    def oom_killed(self) -> bool:
+        cgroup = self.cgroup()
+        if cgroup is None or not cgroup.exists():
+            return False
+        from pyruntime.cgroups.oom import oom_kill_count
+
+        try:
+            return oom_kill_count(cgroup) > 0
+        except OSError:
+            return False
 
     def oci_state(self) -> dict:
         """The state object of the OCI runtime spec, as `runc state` prints it."""
@@ -113,8 +144,15 @@ class ContainerRecord:
             "rootfs": self.data.get("rootfs", ""),
             "created": self.data.get("created", ""),
             "owner": "",
-            "annotations": self.config.get("annotations", {}),
+            "annotations": self._annotations(),
         }
+
+    def _annotations(self) -> dict:
+        annotations = self.config.get("annotations", {})
+        if self.pid and self.oom_killed():
+            # How engines learn of an OOM kill from `state` (the spec has no field).
+            annotations = dict(annotations, **{OOM_ANNOTATION: "true"})
+        return annotations
 
     def save(self) -> None:
         path = os.path.join(self.directory, STATE_FILE)
