@@ -172,7 +172,7 @@ class _Response:
 class RegistryClient:
     """One registry host. Thread-safe: tokens are shared under a lock."""
 
-    #: scheme chosen per host, remembered for the process (HTTPS first, then HTTP)
+    #: scheme chosen per insecure host, remembered for the process (HTTPS, else HTTP)
     _schemes: dict[str, str] = {}
 
     def __init__(self, domain: str, *, insecure: bool = False,
@@ -188,25 +188,35 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._basic = False
         self._lock = threading.Lock()
-        context = ssl.create_default_context()
-        if self.insecure:
-            # Marked insecure (or on loopback): a self-signed certificate is accepted.
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        self._opener = urllib.request.build_opener(
-            _NoRedirect(), urllib.request.HTTPSHandler(context=context))
+        self._opener_made: urllib.request.OpenerDirector | None = None
+
+    @property
+    def _opener(self) -> urllib.request.OpenerDirector:
+        # Made on first use: loading the system's CA certificates takes ~30 ms, which an
+        # insecure (loopback) registry never needs.
+        if self._opener_made is None:
+            if self.insecure:
+                # Marked insecure (or on loopback): a self-signed certificate is accepted.
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                context = ssl.create_default_context()
+            self._opener_made = urllib.request.build_opener(
+                _NoRedirect(), urllib.request.HTTPSHandler(context=context))
+        return self._opener_made
 
     # ------------------------------------------------------------------ plumbing
     def _base(self) -> str:
-        scheme = self._schemes.get(self.host)
-        if scheme is None:
-            scheme = self._probe_scheme()
+        if not self.insecure:
+            return f"https://{self.host}"
+        scheme = self._schemes.get(self.host) or self._probe_scheme()
         return f"{scheme}://{self.host}"
 
     def _probe_scheme(self) -> str:
-        if not self.insecure:
-            self._schemes[self.host] = "https"
-            return "https"
+        """HTTPS first, then plain HTTP (an insecure or loopback registry only). The
+        answer is remembered only when it is definite: a TLS answer, or a server that
+        does not speak TLS; a registry that is down is asked again next time."""
         try:
             req = urllib.request.Request(f"https://{self.host}/v2/",
                                          headers={"User-Agent": USER_AGENT})
@@ -216,7 +226,11 @@ class RegistryClient:
                 pass  # any HTTP answer over TLS means HTTPS works
             scheme = "https"
         except (urllib.error.URLError, ssl.SSLError, ConnectionError, OSError,
-                http.client.HTTPException):
+                http.client.HTTPException) as e:
+            reason = getattr(e, "reason", e)
+            if not isinstance(reason, (ssl.SSLError, ConnectionResetError,
+                                       http.client.HTTPException)):
+                return "http"  # refused or unreachable: say nothing for later
             scheme = "http"
         self._schemes[self.host] = scheme
         return scheme
@@ -253,6 +267,10 @@ class RegistryClient:
                 except urllib.error.HTTPError as e:
                     resp = _Response(e, url)
             except _TRANSIENT as e:
+                if isinstance(getattr(e, "reason", e), ssl.SSLCertVerificationError):
+                    raise RegistryError(f"{what or url}: the TLS certificate of registry "
+                                        f"{self.domain} is not trusted ({e.reason}); if you "
+                                        "trust it anyway, use --insecure") from None
                 if attempt >= self.retries:
                     raise RegistryError(f"{what or url}: cannot reach registry {self.domain}: "
                                         f"{getattr(e, 'reason', e)} (after {attempt + 1} tries)") from None

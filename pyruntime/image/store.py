@@ -24,23 +24,26 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from pyruntime.image.blobs import BlobStore
 from pyruntime.image.bundle import bundle_spec, write_spec
 from pyruntime.image.digest import Digest, is_digest
 from pyruntime.image.errors import (ImageError, ImageInUse, ImageNotFound, InvalidReference,
                                     ManifestError, SnapshotError)
-from pyruntime.image.importer import Importer
 from pyruntime.image.manifest import (Manifest, Platform, config_platform, parse_config,
                                       parse_document, parse_platform)
-from pyruntime.image.progress import PullProgress
 from pyruntime.image.reference import (ALWAYS, IF_NOT_PRESENT, NEVER, check_pull_policy,
                                        default_pull_policy, parse_reference)
-from pyruntime.image.registry import (Credentials, RegistryClient, load_auth_file, pull_image,
-                                      push_image)
 from pyruntime.image.snapshot import (AUTO, COPY, OVERLAY, LayerRef, Snapshotter,
                                       check_snapshot_id)
+
+if TYPE_CHECKING:
+    from pyruntime.image.progress import PullProgress
+    from pyruntime.image.registry import Credentials, RegistryClient
+
+# The registry client (urllib, http.client, ssl: ~40 ms of imports) and the importer are
+# imported where they are used: making a snapshot of a stored image needs neither.
 
 DEFAULT_ROOT = "/var/lib/pyruntime/images"
 STORE_ENV = "PYRUNTIME_STORE"
@@ -76,7 +79,7 @@ class ImageStore:
         self.blobs = BlobStore(self.root)
         self.snapshotter = Snapshotter(self.root, self.blobs, snapshot_mode, allow_devices)
         self.insecure_registries = set(insecure_registries)
-        self.credentials = {host: Credentials(*c) for host, c in (credentials or {}).items()}
+        self.credentials = dict(credentials or {})
         self.auth_file = auth_file
         self.retries = retries
         self.backoff = backoff
@@ -309,7 +312,7 @@ class ImageStore:
 
     def pull(self, ref: str, policy: str | None = None, platform: str | None = None, *,
              insecure: bool = False, credentials: tuple[str, str] | None = None,
-             progress: bool | PullProgress | None = False) -> dict[str, Any]:
+             progress: "bool | PullProgress | None" = False) -> dict[str, Any]:
         """Make `ref` present per the pull policy (None: Kubernetes' default for the
         reference: Always for `:latest` or no tag, else IfNotPresent) and return
         `inspect()` of it. `platform` is `os/arch[/variant]` (default: this host's).
@@ -326,6 +329,9 @@ class ImageStore:
             if policy == NEVER:
                 raise ImageNotFound(f"image {parsed.name}: not in the store {self.root} and "
                                     "the pull policy is Never")
+        from pyruntime.image.progress import PullProgress
+        from pyruntime.image.registry import pull_image
+
         client = self._client(parsed.domain, insecure, credentials)
         shown = progress if isinstance(progress, PullProgress) else (
             PullProgress(f"pulling {parsed.name}") if progress else None)
@@ -350,13 +356,17 @@ class ImageStore:
              credentials: tuple[str, str] | None = None) -> str:
         """Push image `source` from the store to the registry named by `target`
         (default: `source` itself). Returns the manifest digest."""
+        from pyruntime.image.registry import push_image
+
         digest = self.resolve(source)
         parsed = parse_reference(target or source)
         client = self._client(parsed.domain, insecure, credentials)
         return push_image(client, parsed, self.blobs, digest)
 
     def _client(self, domain: str, insecure: bool,
-                credentials: tuple[str, str] | None) -> RegistryClient:
+                credentials: tuple[str, str] | None) -> "RegistryClient":
+        from pyruntime.image.registry import Credentials, RegistryClient
+
         creds = Credentials(*credentials) if credentials else self._credentials_for(domain)
         insecure = insecure or domain in self.insecure_registries
         key = (domain, insecure)
@@ -367,9 +377,11 @@ class ImageStore:
             self._clients[key] = client
         return client
 
-    def _credentials_for(self, domain: str) -> Credentials | None:
+    def _credentials_for(self, domain: str) -> "Credentials | None":
+        from pyruntime.image.registry import Credentials, load_auth_file
+
         if domain in self.credentials:
-            return self.credentials[domain]
+            return Credentials(*self.credentials[domain])
         path = self.auth_file or os.environ.get("REGISTRY_AUTH_FILE") or \
             os.path.join(os.path.expanduser("~"), ".docker", "config.json")
         return load_auth_file(path).get(domain)
@@ -382,6 +394,8 @@ class ImageStore:
         names the image (else the archive's own names); `changes` are Dockerfile-style
         (`CMD ["sh"]`, `ENV A=b`, `WORKDIR /x`, `USER 1000`, `ENTRYPOINT ...`). Returns
         `inspect()` of the (first) imported image."""
+        from pyruntime.image.importer import Importer
+
         importer = Importer(self.blobs, parse_platform(platform))
         self._ensure_root()
         with self._content_lock():

@@ -34,11 +34,23 @@ def make_container_pty(console_socket_fd: int, size: dict | None, uid: int, gid:
             sock.close()
     finally:
         os.close(master)
+    _bind_console(slave)
     for target in (0, 1, 2):
         os.dup2(slave, target)
     if slave > 2:
         os.close(slave)
     sc.set_controlling_tty(0)
+
+
+def _bind_console(slave: int) -> None:
+    """/dev/console is the container's terminal too (runc binds the pty slave there)."""
+    try:
+        fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        os.close(fd)
+    except OSError:
+        return  # a read-only /dev: the container simply has no /dev/console
+    sc.mount(os.ttyname(slave), "/dev/console", None, sc.MS_BIND)
 
 
 def receive_pty_master(sock) -> int:

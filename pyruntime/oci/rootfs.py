@@ -73,20 +73,34 @@ class RootfsBuilder:
     def open_in_root(self, path: str) -> int:
         return sc.openat2(self.root_fd, path.lstrip("/") or ".", _O_PATH, _RESOLVE)
 
-    def ensure_in_root(self, path: str, directory: bool) -> int:
-        """An O_PATH fd of `path` inside the rootfs, created (with its parents) if missing."""
+    def ensure_in_root(self, path: str, directory: bool, _depth: int = 0) -> int:
+        """An O_PATH fd of `path` inside the rootfs, created (with its parents) if missing.
+
+        A dangling symlink on the way is followed as the kernel would inside the rootfs
+        (an absolute target is relative to the rootfs), and its target is created."""
         try:
             return self.open_in_root(path)
         except LinuxError as error:
             if error.errno != errno.ENOENT:
                 raise
+        if _depth > 40:
+            raise LinuxError(errno.ELOOP, f"resolving {path} in the rootfs")
         parent, name = os.path.split(path.rstrip("/"))
-        parent_fd = self.ensure_in_root(parent or "/", True)
+        parent_fd = self.ensure_in_root(parent or "/", True, _depth + 1)
         try:
             # Reopen the O_PATH parent as a real directory fd for mkdirat/openat.
             dir_fd = os.open(fd_path(parent_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         finally:
             os.close(parent_fd)
+        try:
+            link = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            link = None
+        if link is not None:
+            os.close(dir_fd)
+            target = link if link.startswith("/") else os.path.join(parent or "/", link)
+            os.close(self.ensure_in_root(os.path.normpath(target), directory, _depth + 1))
+            return self.open_in_root(path)
         try:
             if directory:
                 try:
