@@ -1,3 +1,4 @@
-"""cgroups: place a container in its cgroup (v2 unified or v1 hierarchies), list and
-signal its processes, and remove it. Resource limits, stats, OOM events and freezing are
-added by the cgroup issue on top of the same interface."""
+"""cgroups: place a container in its cgroup (v2 unified or v1 hierarchies), apply its
+resource limits and device rules, freeze and thaw it, read its statistics and OOM kills,
+signal and remove it. `placement` says where the cgroup is; `api` is the facade the
+runtime calls; the other modules each implement one part of it."""
