@@ -122,6 +122,7 @@ def help_text(commands: dict[str, Command], global_flags: list[Flag]) -> str:
              "commands:"]
     for command in commands.values():
         lines.append(f"   {command.name:<10} {command.summary}")
+    lines.append(f"   {'image':<10} manage images: pull, import, ls, inspect, rm, prune, bundle")
     lines += ["", "global options:"]
     for flag in global_flags:
         lines.append(f"   --{flag.name:<18} {flag.help}")

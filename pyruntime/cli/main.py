@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(help_text(COMMANDS, GLOBAL_FLAGS))
             return 0 if options.help else 1
         name, command_argv = rest[0], rest[1:]
+        if name == "image":
+            from pyruntime.cli.image_cli import image_main
+
+            return image_main(command_argv)
         command = COMMANDS.get(name)
         if command is None:
             raise UsageError(f"no such command: {name}")

@@ -87,6 +87,21 @@ def is_mountpoint(path: str) -> bool:
     return False
 
 
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below `path` (deleting a tree must never descend into one)."""
+    base = os.path.realpath(path)
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = _unescape(line.split()[4])
+                if point == base or point.startswith(base.rstrip("/") + "/"):
+                    found.append(point)
+    except OSError:
+        pass
+    return found
+
+
 def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
@@ -297,8 +312,12 @@ class Snapshotter:
             return False
         rootfs = (record or {}).get("rootfs") or os.path.join(sdir, "rootfs")
         unmount(rootfs)
-        if is_mountpoint(rootfs):
-            raise SnapshotError(f"snapshot {snapshot_id}: {rootfs} is still mounted")
+        for path in (rootfs, sdir):
+            busy = mounts_under(path)
+            if busy:
+                # rmtree would delete the mounted filesystem's files: leave it all.
+                raise SnapshotError(f"snapshot {snapshot_id}: {', '.join(busy)} still mounted; "
+                                    "unmount it and remove the snapshot again")
         inside = os.path.realpath(rootfs).startswith(os.path.realpath(sdir) + os.sep)
         if record and not inside and os.path.isdir(rootfs) and not os.path.islink(rootfs):
             # A bundle's rootfs outside the store: delete only what we made there (the

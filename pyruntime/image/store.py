@@ -277,9 +277,11 @@ class ImageStore:
     def list(self) -> list[dict[str, Any]]:
         """Every image: names, digest, id, platform, size, created."""
         refs = self._refs()
-        return [{"names": self._names_of(r["digest"], refs), "digest": r["digest"],
-                 "id": r["id"], "platform": r["platform"], "size": r["size"],
-                 "created": r["created"]} for r in self._records()]
+        images = [{"names": self._names_of(r["digest"], refs), "digest": r["digest"],
+                   "id": r["id"], "platform": r["platform"], "size": r["size"],
+                   "created": r["created"]} for r in self._records()]
+        # By name; images without one (imported unnamed, or replaced by a newer pull) last.
+        return sorted(images, key=lambda i: (not i["names"], i["names"][:1], i["digest"]))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """Everything about one image: digest (of its manifest), id (of its config),
@@ -336,11 +338,16 @@ class ImageStore:
         shown = progress if isinstance(progress, PullProgress) else (
             PullProgress(f"pulling {parsed.name}") if progress else None)
         with self._content_lock():
-            pulled = pull_image(client, parsed, self.blobs, plat, shown, self.workers)
+            try:
+                pulled = pull_image(client, parsed, self.blobs, plat, shown, self.workers)
+            except BaseException:
+                if shown:
+                    shown.finish()  # end the progress line before the error is printed
+                raise
             self._register(pulled.manifest_digest, [parsed.name], str(parsed),
                            repo_digest=f"{parsed.repository}@{pulled.repo_digest}")
         if shown:
-            shown.finish(f"{parsed.name}: {pulled.manifest_digest}")
+            shown.finish(f"pulled {parsed.name}")
         return self.inspect(pulled.manifest_digest)
 
     def _local_for(self, ref: str, plat: Platform) -> str | None:

@@ -246,8 +246,11 @@ class _Unpacker:
         self.skipped: list[str] = []
         self.count = 0
         # One-entry cache of the last parent directory: tars list a directory's entries
-        # together.
+        # together. Marked stale when an entry removes a directory or makes or removes a
+        # symlink (the same names could then resolve elsewhere); it is dropped at the next
+        # lookup, not at once, as its fd is the parent the current entry is using.
         self._cache: tuple[tuple[str, ...], int, list[str]] | None = None
+        self._stale = False
 
     def close(self) -> None:
         self._drop_cache()
@@ -265,6 +268,9 @@ class _Unpacker:
         """(fd, real components) of the directory `comps`, cached. The fd belongs to the
         cache: callers must not close it."""
         key = tuple(comps)
+        if self._stale:
+            self._drop_cache()
+            self._stale = False
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
         fd, real = self.resolve_dir(comps, entry, create)
@@ -296,6 +302,7 @@ class _Unpacker:
             self._file(tf, pfd, name, member)
         elif member.issym():
             self._replace(pfd, name)
+            self._stale = True
             os.symlink(member.linkname, name, dir_fd=pfd)
             self._owner_mode_time(pfd, name, None, member, symlink=True)
         elif member.islnk():
@@ -328,10 +335,11 @@ class _Unpacker:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
-            # The one cached fd is `pfd` itself (the parent of the current entry), which
-            # removing a child cannot make stale.
+            self._stale = True
             shutil.rmtree(name, dir_fd=pfd)
         else:
+            if stat.S_ISLNK(st.st_mode):
+                self._stale = True
             os.unlink(name, dir_fd=pfd)
         return False
 
