@@ -69,10 +69,14 @@ def is_unified_only() -> bool:
 class CgroupPlacement:
     """The directories of one container's cgroup, one per hierarchy."""
 
-    __slots__ = ("paths",)
+    __slots__ = ("paths", "created")
 
-    def __init__(self, paths: dict[str, str]) -> None:
+    def __init__(self, paths: dict[str, str], created: list[str] | None = None) -> None:
         self.paths = paths
+        # Directories above the container's own that this container's create made: the
+        # runtime records them before creating them, and `remove` takes them away again
+        # when no other container uses them.
+        self.created = created if created is not None else []
 
     @classmethod
     def for_container(cls, cgroups_path: str | None, container_id: str) -> "CgroupPlacement":
@@ -92,6 +96,16 @@ class CgroupPlacement:
                 full = path
             paths[key] = os.path.normpath(mount_point + "/" + full.lstrip("/"))
         return cls(paths)
+
+    def missing_parents(self) -> list[str]:
+        """The ancestors of the container's directories that do not exist yet."""
+        missing = []
+        for path in self.paths.values():
+            parent = os.path.dirname(path)
+            while not os.path.isdir(parent):
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+        return missing
 
     def create(self) -> None:
         for key, path in self.paths.items():
@@ -150,7 +164,11 @@ class CgroupPlacement:
                         ) from None
                     self.signal_all(9)
                     time.sleep(0.01)
-            _remove_empty_parents(path, key)
+        for parent in sorted(set(self.created), key=len, reverse=True):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass  # gone already, or another container still uses it
 
 
 def _write(path: str, value: str) -> None:
@@ -198,14 +216,3 @@ def _remove_tree(path: str) -> None:
         for sub in subdirs:
             os.rmdir(os.path.join(directory, sub))
     os.rmdir(path)
-
-
-def _remove_empty_parents(path: str, key: str) -> None:
-    """Remove the shared default parent (`/pyruntime`) once its last container is gone."""
-    parent = os.path.dirname(path)
-    if os.path.basename(parent) != DEFAULT_PARENT.lstrip("/"):
-        return
-    try:
-        os.rmdir(parent)
-    except OSError:
-        pass  # another container still uses it

@@ -144,7 +144,8 @@ def _dispatch(name: str, parsed, options, log) -> int:
 
         sys.stdout.write(jsonlite.dumps_pretty(features()) + "\n")
         return 0
-    runtime = Runtime(options.root, warn=log.warning)
+    runtime = Runtime(options.root, warn=log.warning, debug=log.debug,
+                      systemd_cgroup=options.systemd_cgroup)
     handler = globals()[f"_cmd_{name}"]
     return handler(runtime, parsed, log)
 

@@ -26,9 +26,12 @@ DEFAULT_ROOT = "/run/pyruntime"
 class Runtime:
     """One runtime root (runc's `--root`): the containers whose state lives there."""
 
-    def __init__(self, root: str = DEFAULT_ROOT, *, warn=None) -> None:
+    def __init__(self, root: str = DEFAULT_ROOT, *, warn=None, debug=None,
+                 systemd_cgroup: bool = False) -> None:
         self.store = StateStore(root)
         self.warn = warn or _warn_to_stderr
+        self.debug = debug or (lambda message: None)
+        self.systemd_cgroup = systemd_cgroup
 
     # -- create / start -----------------------------------------------------------------
 
@@ -92,10 +95,18 @@ class Runtime:
             # Writable by init whatever uid it runs as (a user namespace's root is some
             # unprivileged host uid); mkfifo's mode went through our umask.
             os.chmod(record.fifo_path, 0o622)
-            cgroup = CgroupPlacement.for_container(
-                config.get("linux", {}).get("cgroupsPath"), container_id
-            )
+            cgroups_path = config.get("linux", {}).get("cgroupsPath")
+            if self.systemd_cgroup:
+                from pyruntime.cgroups.systemd_path import to_cgroupfs_path
+
+                mapped = to_cgroupfs_path(cgroups_path, container_id)
+                self.debug(f"systemd is not running: cgroupsPath {cgroups_path!r} is "
+                           f"the cgroupfs path {mapped}")
+                cgroups_path = mapped
+            cgroup = CgroupPlacement.for_container(cgroups_path, container_id)
+            cgroup.created = cgroup.missing_parents()
             record.data["cgroup_paths"] = cgroup.paths
+            record.data["cgroup_created"] = cgroup.created
             record.save()  # recorded before created, so delete can always find it
             cgroup.create()
             _apply_resources(cgroup, config.get("linux", {}).get("resources"))
@@ -291,7 +302,10 @@ class Runtime:
                 status.oom_killed = self._oom_killed(container_id)
             finally:
                 if not keep:
-                    self.delete(container_id, force=True)
+                    try:
+                        self.delete(container_id, force=True)
+                    except ContainerNotFound:
+                        pass  # someone else deleted it while we waited
         return status
 
     def _oom_killed(self, container_id: str) -> bool:

@@ -108,7 +108,7 @@ class ContainerRecord:
             return None
         from pyruntime.cgroups.placement import CgroupPlacement
 
-        return CgroupPlacement(paths)
+        return CgroupPlacement(paths, self.data.get("cgroup_created", []))
 
     def _frozen(self) -> bool:
         cgroup = self.cgroup()
