@@ -214,21 +214,32 @@ class Runtime:
     # -- kill / delete ------------------------------------------------------------------
 
     def kill(self, container_id: str, signal_number: int = 15, all_processes: bool = False) -> None:
+        """Signal init, or with `all_processes` every process in the cgroup.
+
+        As runc: `--all` on a stopped container is a successful no-op (containerd sends
+        it before every forced delete), the error for a stopped one says "container not
+        running" (the words the runc shim looks for), and SIGKILL thaws a paused
+        container, since a frozen process cannot die."""
         record = self.store.load(container_id)
         status = record.status()
         if status == "stopped" or (status == "creating" and not record.pid):
-            raise InvalidState(f"container {container_id} is not running")
-        if all_processes:
-            cgroup = _cgroup_of(record)
-            if cgroup is not None:
-                from pyruntime.cgroups import api as cgroups
-
-                cgroups.kill_all(cgroup, signal_number)
+            if all_processes:
                 return
-        try:
-            os.kill(record.pid, signal_number)
-        except ProcessLookupError:
-            raise InvalidState(f"container {container_id} is not running") from None
+            raise InvalidState(f"container not running: {container_id}")
+        cgroup = _cgroup_of(record)
+        if all_processes and cgroup is not None:
+            from pyruntime.cgroups import api as cgroups
+
+            cgroups.kill_all(cgroup, signal_number)
+        else:
+            try:
+                os.kill(record.pid, signal_number)
+            except ProcessLookupError:
+                raise InvalidState(f"container not running: {container_id}") from None
+        if status == "paused" and signal_number == 9 and cgroup is not None:
+            from pyruntime.cgroups import api as cgroups
+
+            cgroups.thaw(cgroup)
 
     def delete(self, container_id: str, force: bool = False) -> None:
         with self.store.lock(container_id):
