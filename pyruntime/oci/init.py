@@ -106,9 +106,11 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     channel.send({"type": "ready"})
     channel.close()
 
+    # Blocks until `start` opens the other end. The fd stays open, close-on-exec: `start`
+    # reads until EOF, which comes when execve succeeds (or init dies), so poststart
+    # hooks run only after the startContainer hooks and the exec.
     fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir_fd)
     os.write(fifo, b"0")
-    os.close(fifo)
     os.close(state_dir_fd)
     try:
         if hooks.get("startContainer"):
@@ -118,6 +120,7 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
         proc.prepare_fds(plan.get("preserve_fds", 0))
     except (HookError, OCIError, OSError) as error:
         os.write(2, f"pyruntime init: {describe(error)}\n".encode())
+        os.write(fifo, b"!")  # tells `start` the process will not run
         os._exit(1)
     proc.exec_process(executable, process["args"], env, process)
 

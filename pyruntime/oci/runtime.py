@@ -169,26 +169,37 @@ class Runtime:
 
     @staticmethod
     def _open_exec_fifo(record: ContainerRecord) -> None:
-        """Open the FIFO init is blocked on and read its byte: init then execs.
+        """Open the FIFO init is blocked on: init writes a byte (it got the start), runs
+        the startContainer hooks and execs, which closes its end. We return at that EOF,
+        so the process has been exec'd when `start` returns and poststart hooks run.
 
-        Non-blocking, so a dead init cannot hang us; a tiny poll covers the moment
-        between our open and init's write."""
+        Non-blocking, so a dead init cannot hang us; a short poll covers the moments
+        before init's open and between its write and its exec."""
         fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
+            received = b""
             delay = 0.0002
             while True:
                 try:
-                    if os.read(fd, 1):
-                        break
+                    data = os.read(fd, 16)
                 except BlockingIOError:
-                    pass
-                if not record.init_alive():
+                    data = None
+                if data:
+                    received += data
+                    continue
+                if data == b"" and received:
+                    break  # init's end closed: exec'd, or gave up
+                if not received and not record.init_alive():
                     raise InvalidState(f"container {record.id}: init exited before start")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.01)
         finally:
             os.close(fd)
         os.unlink(record.fifo_path)
+        if b"!" in received:
+            raise InvalidState(f"container {record.id}: the process was not started (a "
+                               "startContainer hook or the last setup step failed; see "
+                               "the container's stderr)")
 
     # -- queries ------------------------------------------------------------------------
 
