@@ -1,0 +1,88 @@
+"""linux.namespaces: new namespaces differ from the host's, the init is PID 1 of its PID
+namespace, a namespace not asked for is the host's, and a namespace given by path is
+joined (two containers talking over the loopback of one network namespace)."""
+from __future__ import annotations
+
+import pytest
+
+from . import ROOT_ONLY, ns_link, tcp_listening, wait_for
+
+pytestmark = ROOT_ONLY
+
+KINDS = ("ipc", "uts", "net", "pid", "mnt")
+SHOW_NS = "; ".join(f"echo {k} $(readlink /proc/1/ns/{k})" for k in KINDS)
+
+
+def namespaces_inside(runtime, b) -> dict[str, str]:
+    proc = runtime.run("run", "--bundle", b, runtime.new_id())
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+
+
+def test_pid_namespace_init_is_pid_1(runtime, bundle):
+    b = bundle(["sh", "-c", "echo $$; ps -o pid,args; true"])
+    proc = runtime.run("run", "--bundle", b, runtime.new_id())
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "1"
+    # Only the container's own processes are visible: sh (1) and ps.
+    pids = [l.split()[0] for l in lines[2:]]
+    assert len(pids) == 2 and pids[0] == "1", proc.stdout
+
+
+def test_new_namespaces_differ_from_host(runtime, bundle):
+    inside = namespaces_inside(runtime, bundle(["sh", "-c", SHOW_NS]))
+    for kind in KINDS:
+        assert inside[kind] != ns_link("self", kind), f"{kind} namespace is the host's"
+        assert inside[kind].startswith(f"{kind}:[")
+
+
+def without_hostname(config: dict) -> None:
+    # A hostname needs a UTS namespace of the container's own.
+    config.pop("hostname", None)
+
+
+@pytest.mark.parametrize("kind, config_name", [("net", "network"), ("ipc", "ipc"), ("uts", "uts")])
+def test_namespace_not_asked_for_is_the_hosts(runtime, bundle, kind, config_name):
+    inside = namespaces_inside(runtime, bundle(["sh", "-c", SHOW_NS],
+                                               drop_namespaces=[config_name],
+                                               mutate=without_hostname))
+    assert inside[kind] == ns_link("self", kind)
+    others = [k for k in KINDS if k != kind]
+    assert all(inside[k] != ns_link("self", k) for k in others)
+
+
+def test_loopback_is_up_in_new_network_namespace(runtime, bundle):
+    b = bundle(["sh", "-c", "ip -o link show lo; ip -o addr show lo"])
+    proc = runtime.run("run", "--bundle", b, runtime.new_id())
+    assert proc.returncode == 0, proc.stderr
+    assert "UP" in proc.stdout.splitlines()[0]
+    assert "127.0.0.1/8" in proc.stdout
+    assert "eth0" not in proc.stdout
+
+
+def test_join_network_namespace_by_path(runtime, bundle):
+    server = bundle(["nc", "-l", "-p", "8080", "-e", "echo", "hello from A"])
+    a = runtime.new_id("server")
+    a_pid = runtime.run_detached(server, a)
+    wait_for(lambda: tcp_listening(a_pid, 8080), message="container A to listen on 8080")
+    a_net = ns_link(a_pid, "net")  # A exits once it has served one connection
+    client = bundle(["sh", "-c", "readlink /proc/self/ns/net; nc 127.0.0.1 8080 </dev/null"],
+                    namespace_paths={"network": f"/proc/{a_pid}/ns/net"})
+    proc = runtime.run("run", "--bundle", client, runtime.new_id("client"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == a_net
+    assert lines[1] == "hello from A"
+
+
+def test_join_uts_and_ipc_by_path(runtime, bundle):
+    first = bundle(["sleep", "3600"], hostname="first-box")
+    a_pid = runtime.run_detached(first, runtime.new_id("a"))
+    second = bundle(["sh", "-c", "hostname; readlink /proc/self/ns/ipc"],
+                    namespace_paths={"uts": f"/proc/{a_pid}/ns/uts",
+                                     "ipc": f"/proc/{a_pid}/ns/ipc"},
+                    mutate=without_hostname)
+    proc = runtime.run("run", "--bundle", second, runtime.new_id("b"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["first-box", ns_link(a_pid, "ipc")]
