@@ -6,7 +6,6 @@ itself failed, 1 for a usage error.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from pyruntime.cli.args import Command, Flag, UsageError, command_help, help_text, parse_command

@@ -165,18 +165,8 @@ def _stage2(plan: dict, channel: Channel) -> None:
             raise ContainerStartError("a tty was asked for but there is no console socket")
         make_container_pty(plan["console_fd"], process.get("consoleSize"),
                            user.get("uid", 0), user.get("gid", 0))
-    proc.apply_rlimits(process.get("rlimits", []))
-    no_new_privileges = process.get("noNewPrivileges", False)
     seccomp = config.get("linux", {}).get("seccomp")
-    if seccomp is not None and not no_new_privileges:
-        proc.load_seccomp(seccomp)
-    proc.enter_cwd(process["cwd"])
-    proc.switch_user(user, process.get("capabilities"))
-    if no_new_privileges:
-        proc.set_no_new_privileges()
-    env = process.get("env", [])
-    executable = proc.find_executable(process["args"], proc.env_dict(env))
-    if seccomp is not None and no_new_privileges:
-        proc.load_seccomp(seccomp)
+    executable = proc.become_process(process, seccomp)
+    proc.load_late_seccomp(process, seccomp)
     proc.prepare_fds(plan["preserve_fds"])
-    proc.exec_process(executable, process["args"], env, process)
+    proc.exec_process(executable, process["args"], process.get("env", []), process)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from pyruntime.oci.errors import OCIError
 from pyruntime.oci.exit_status import ExitStatus
 
 # Signals a foreground runtime passes on rather than dying of (runc's signal handler).
@@ -52,14 +53,23 @@ class Foreground:
             finally:
                 os.close(master)
         if self._status is None:
-            self._status = os.waitpid(pid, 0)[1]
+            try:
+                self._status = os.waitpid(pid, 0)[1]
+            except ChildProcessError:
+                raise OCIError(f"process {pid} was reaped by another part of this program "
+                               "(a SIGCHLD handler or reaper thread?): its exit status is "
+                               "lost; the runtime must wait for the processes it starts"
+                               ) from None
         _reap_orphans()
         return ExitStatus.from_wait_status(self._status)
 
     def _exited(self, pid: int) -> bool:
         """Whether `pid` has exited (reaping it and keeping its status)."""
         if self._status is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return True  # gone; wait() reports it
             if done:
                 self._status = status
         return self._status is not None

@@ -91,17 +91,8 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
             if error.errno not in (1, 38, 122):  # EPERM, ENOSYS, EDQUOT: no keyrings here
                 raise
 
-    proc.apply_rlimits(process.get("rlimits", []))
-    no_new_privileges = process.get("noNewPrivileges", False)
     seccomp = linux.get("seccomp")
-    if seccomp is not None and not no_new_privileges:
-        proc.load_seccomp(seccomp)
-    proc.enter_cwd(process["cwd"])
-    proc.switch_user(user, process.get("capabilities"))
-    if no_new_privileges:
-        proc.set_no_new_privileges()
-    env = process.get("env", [])
-    executable = proc.find_executable(process["args"], proc.env_dict(env))
+    executable = proc.become_process(process, seccomp)
 
     channel.send({"type": "ready"})
     channel.close()
@@ -115,14 +106,13 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     try:
         if hooks.get("startContainer"):
             run_hooks("startContainer", hooks["startContainer"], dict(state, status="created"))
-        if seccomp is not None and no_new_privileges:
-            proc.load_seccomp(seccomp)
+        proc.load_late_seccomp(process, seccomp)
         proc.prepare_fds(plan.get("preserve_fds", 0))
     except (HookError, OCIError, OSError) as error:
         os.write(2, f"pyruntime init: {describe(error)}\n".encode())
         os.write(fifo, b"!")  # tells `start` the process will not run
         os._exit(1)
-    proc.exec_process(executable, process["args"], env, process)
+    proc.exec_process(executable, process["args"], process.get("env", []), process)
 
 
 def import_what_init_needs(config: dict) -> None:

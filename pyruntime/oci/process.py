@@ -26,6 +26,25 @@ _RLIMITS = {
 _UNLIMITED = 0xFFFFFFFFFFFFFFFF
 
 
+def become_process(process: dict, seccomp: dict | None) -> str:
+    """The steps init and `exec` share, in runc's order, up to but not including the
+    wait for `start` and the late seccomp load: returns the executable's path."""
+    apply_rlimits(process.get("rlimits", []))
+    if seccomp is not None and not process.get("noNewPrivileges", False):
+        load_seccomp(seccomp)
+    enter_cwd(process["cwd"])
+    switch_user(process.get("user", {}), process.get("capabilities"))
+    if process.get("noNewPrivileges", False):
+        set_no_new_privileges()
+    return find_executable(process["args"], env_dict(process.get("env", [])))
+
+
+def load_late_seccomp(process: dict, seccomp: dict | None) -> None:
+    """With no_new_privs set, the filter goes on last, just before execve."""
+    if seccomp is not None and process.get("noNewPrivileges", False):
+        load_seccomp(seccomp)
+
+
 def env_dict(env: list[str]) -> dict[str, str]:
     result = {}
     for item in env:

@@ -48,18 +48,12 @@ def test_run_returns_exit_status(api, bundle):
     assert api.list() == []
 
 
-def test_run_reports_a_signal_death(api, bundle, work_dir):
-    path = bundle(["/bin/sleep", "30"])
-    api.create("api-sig", path)
-    api.start("api-sig")
-    api.kill("api-sig", 9)
-    from pyruntime.oci.foreground import Foreground
-
-    with Foreground(False) as foreground:
-        status = foreground.wait(api.state("api-sig")["pid"])
-    assert (status.code, status.signal) == (137, 9)
-    assert api.state("api-sig")["status"] == "stopped"
-    api.delete("api-sig")
+def test_run_reports_an_oom_kill(api, bundle):
+    hog = bundle(["/bin/sh", "-c", "x=a; while true; do x=$x$x$x$x; done"],
+                 mutate=lambda config: config["linux"].__setitem__(
+                     "resources", {"memory": {"limit": 16 * 1024 * 1024}}))
+    status = api.run("api-oom", hog)
+    assert (status.code, status.signal, status.oom_killed) == (137, 9, True)
 
 
 def test_lifecycle_and_exec(api, bundle):
