@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 
-from pyruntime.cgroups import freezer, resources_v1, resources_v2
-from pyruntime.cgroups import stats as _stats
+from pyruntime.cgroups import freezer
 from pyruntime.cgroups.device_rules import DEFAULT_ALLOWED_DEVICES, effective_rules
 from pyruntime.cgroups.errors import (
     CgroupError,
@@ -66,6 +65,8 @@ def enable_controllers(placement: CgroupPlacement) -> None:
     controller."""
     if cgroup_version(placement) == 2:
         directory = placement.paths[""]
+        from pyruntime.cgroups import resources_v2
+
         resources_v2.enable_controllers(directory, _cgroup2_mount(directory))
 
 
@@ -89,8 +90,12 @@ def apply_resources(placement: CgroupPlacement, resources: dict | None) -> None:
     rules = effective_rules(resources.get("devices"))
     if cgroup_version(placement) == 2:
         directory = placement.paths[""]
+        from pyruntime.cgroups import resources_v2
+
         resources_v2.apply(directory, _cgroup2_mount(directory), resources, rules)
     else:
+        from pyruntime.cgroups import resources_v1
+
         resources_v1.apply(placement.paths, resources, rules)
 
 
@@ -105,9 +110,13 @@ def update_resources(placement: CgroupPlacement, resources: dict) -> None:
     rules = effective_rules(resources["devices"]) if "devices" in resources else None
     if cgroup_version(placement) == 2:
         directory = placement.paths[""]
+        from pyruntime.cgroups import resources_v2
+
         resources_v2.apply(directory, _cgroup2_mount(directory), resources, rules,
                            update=True)
     else:
+        from pyruntime.cgroups import resources_v1
+
         resources_v1.apply(placement.paths, resources, rules, update=True)
 
 
@@ -141,7 +150,11 @@ def stats(placement: CgroupPlacement) -> dict:
         directory = placement.paths[""]
         if not os.path.isdir(directory):
             raise CgroupError(f"cgroup {directory} does not exist")
+        from pyruntime.cgroups import stats as _stats
+
         return _stats.stats_v2(directory)
     if not placement.exists():
         raise CgroupError(f"the cgroups of this container do not exist: {placement.paths}")
+    from pyruntime.cgroups import stats as _stats
+
     return _stats.stats_v1(placement.paths)

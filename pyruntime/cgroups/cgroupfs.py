@@ -120,3 +120,9 @@ def controllers(directory: str) -> set[str]:
     """The v2 controllers available in a cgroup (its cgroup.controllers)."""
     text = read_optional(directory, "cgroup.controllers")
     return set(text.split()) if text else set()
+
+
+def deferred(function, *args):
+    """`function(*args)` as a step to run later (a plan is checked whole before any
+    write). functools.partial would do, but importing functools costs start-up time."""
+    return lambda: function(*args)

@@ -23,7 +23,7 @@ import errno
 import os
 import resource
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from pyruntime.cgroups.device_rules import WILDCARD, DeviceEmulator, DeviceRule
 from pyruntime.cgroups.errors import DeviceFilterError
@@ -71,17 +71,12 @@ _NAMES = {LDX_MEM_W: "LdXMemW", AND32_IMM: "AndImm32", RSH32_IMM: "RShImm32",
           JNE_REG: "JNEReg", EXIT: "Exit"}
 
 
-@dataclass(frozen=True)
-class Instruction:
-    """One struct bpf_insn: u8 code, u8 dst_reg:4 src_reg:4, s16 off, s32 imm."""
+class Instruction(namedtuple("Instruction", "code dst src off imm target",
+                             defaults=(0, 0, 0, 0, None))):
+    """One struct bpf_insn: u8 code, u8 dst_reg:4 src_reg:4, s16 off, s32 imm; `target`
+    is the block a jump goes to (resolved into `off` by `DeviceFilterProgram`)."""
 
-    code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
-    #: The block a jump goes to (resolved into `off` by `DeviceFilterProgram`).
-    target: str | None = None
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return struct.pack("<BBhi", self.code, (self.src << 4) | self.dst, self.off, self.imm)
@@ -103,16 +98,18 @@ class Instruction:
         return name
 
 
-@dataclass
 class DeviceFilterProgram:
     """A generated program: its instructions (jumps resolved), where each block
     starts, and the rules it came from."""
 
-    instructions: list[Instruction]
-    labels: dict[int, str]
-    default_allow: bool
-    exceptions: list[DeviceRule]
-    license: str = LICENSE
+    def __init__(self, instructions: list[Instruction], labels: dict[int, str],
+                 default_allow: bool, exceptions: list[DeviceRule],
+                 license: str = LICENSE) -> None:
+        self.instructions = instructions
+        self.labels = labels
+        self.default_allow = default_allow
+        self.exceptions = exceptions
+        self.license = license
 
     def encode(self) -> bytes:
         return b"".join(i.encode() for i in self.instructions)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
 
 from pyruntime.cgroups import cgroupfs
@@ -165,7 +164,7 @@ def kill_all(placement: CgroupPlacement, signal_number: int) -> None:
     process cannot fork a child that misses the signal), then thawed - unless it was
     already frozen by a `pause`, which is kept."""
     unified = placement.paths.get("")
-    if signal_number == signal.SIGKILL and unified and \
+    if signal_number == 9 and unified and \
             os.path.exists(os.path.join(unified, "cgroup.kill")):
         cgroupfs.write(unified, "cgroup.kill", "1")
         if set(placement.paths) != {""}:

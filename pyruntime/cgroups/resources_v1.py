@@ -16,7 +16,6 @@ enforce fails as a whole, with an error naming the field and the reason.
 from __future__ import annotations
 
 import os
-from functools import partial
 
 from pyruntime.cgroups import cgroupfs
 from pyruntime.cgroups.device_rules import DeviceEmulator, DeviceRule
@@ -82,7 +81,7 @@ class _Plan:
     def write(self, field: str, controller: str, name: str, value: str,
               missing: str = "") -> None:
         directory = self.file(field, controller, name, missing)
-        self.steps.append(partial(cgroupfs.write, directory, name, value, field))
+        self.steps.append(cgroupfs.deferred(cgroupfs.write, directory, name, value, field))
 
     def action(self, step) -> None:
         self.steps.append(step)
@@ -131,7 +130,7 @@ def _plan_devices(plan: _Plan, rules: list[DeviceRule]) -> None:
     field = f"{PREFIX}.devices"
     target = DeviceEmulator.from_rules(rules)
     directory = plan.file(field, "devices", "devices.allow")
-    plan.action(partial(_set_devices, directory, target, field))
+    plan.action(cgroupfs.deferred(_set_devices, directory, target, field))
 
 
 def _set_devices(directory: str, target: DeviceEmulator, field: str) -> None:
@@ -181,7 +180,7 @@ def _plan_memory(plan: _Plan, resources: dict) -> None:
             raise InvalidResource(
                 f"{field}.swap: {swap} is below memory.limit {limit}; swap is the "
                 f"memory+swap total and must be >= the memory limit (or -1)")
-        plan.action(partial(_set_memory_and_swap, directory, limit, swap, field))
+        plan.action(cgroupfs.deferred(_set_memory_and_swap, directory, limit, swap, field))
     if reservation:
         plan.write(f"{field}.reservation", "memory", "memory.soft_limit_in_bytes",
                    str(reservation))
@@ -231,13 +230,13 @@ def _plan_cpu(plan: _Plan, resources: dict) -> None:
     shares = integer(cpu, "shares", f"{field}.shares", minimum=0)
     if shares:
         directory = plan.file(f"{field}.shares", "cpu", "cpu.shares")
-        plan.action(partial(_set_shares, directory, shares, f"{field}.shares"))
+        plan.action(cgroupfs.deferred(_set_shares, directory, shares, f"{field}.shares"))
     period = integer(cpu, "period", f"{field}.period", minimum=0) or 0
     quota = integer(cpu, "quota", f"{field}.quota") or 0
     if period or quota:
         directory = plan.file(f"{field}.quota" if quota else f"{field}.period", "cpu",
                               "cpu.cfs_quota_us", missing="CONFIG_CFS_BANDWIDTH is off")
-        plan.action(partial(_set_cfs, directory, quota, period, field))
+        plan.action(cgroupfs.deferred(_set_cfs, directory, quota, period, field))
     burst = integer(cpu, "burst", f"{field}.burst", minimum=0)
     if burst is not None:
         plan.write(f"{field}.burst", "cpu", "cpu.cfs_burst_us", str(burst),

@@ -13,9 +13,8 @@ Devices are a BPF program (devices_bpf); the rest are plain file writes, in runc
 from __future__ import annotations
 
 import os
-from functools import partial
 
-from pyruntime.cgroups import cgroupfs, devices_bpf
+from pyruntime.cgroups import cgroupfs
 from pyruntime.cgroups.device_rules import DeviceRule
 from pyruntime.cgroups.errors import (
     CgroupError,
@@ -222,7 +221,9 @@ def apply(directory: str, mount_point: str, resources: dict,
     _plan_unified(writes, resources)
     if device_rules is not None:
         rules = list(device_rules)
-        writes.actions.append(partial(devices_bpf.install, directory, rules))
+        from pyruntime.cgroups import devices_bpf  # v2 only: keeps v1 starts lean
+
+        writes.actions.append(cgroupfs.deferred(devices_bpf.install, directory, rules))
     writes.run()
 
 

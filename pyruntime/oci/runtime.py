@@ -177,8 +177,9 @@ class Runtime:
         before init's open and between its write and its exec."""
         fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
+            import select
+
             received = b""
-            delay = 0.0002
             while True:
                 try:
                     data = os.read(fd, 16)
@@ -189,10 +190,16 @@ class Runtime:
                     continue
                 if data == b"" and received:
                     break  # init's end closed: exec'd, or gave up
-                if not received and not record.init_alive():
-                    raise InvalidState(f"container {record.id}: init exited before start")
-                time.sleep(delay)
-                delay = min(delay * 2, 0.01)
+                if not record.init_alive():
+                    if not received:
+                        raise InvalidState(f"container {record.id}: init exited before start")
+                    break
+                if received:
+                    # Wait for init's next byte or its end closing at exec.
+                    select.select([fd], [], [], 0.1)
+                else:
+                    # Before init's open, the FIFO reads as EOF: a short nap, not a spin.
+                    time.sleep(0.0001)
         finally:
             os.close(fd)
         os.unlink(record.fifo_path)
