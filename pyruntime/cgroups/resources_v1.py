@@ -33,6 +33,7 @@ from pyruntime.cgroups.resources_v2 import (
 )
 from pyruntime.cgroups.spec_values import (
     PREFIX,
+    rdma_limits,
     boolean,
     integer,
     object_list,
@@ -362,21 +363,5 @@ def _plan_network(plan: _Plan, resources: dict) -> None:
 
 
 def _plan_rdma(plan: _Plan, resources: dict) -> None:
-    rdma = resources.get("rdma")
-    if not rdma:
-        return
-    if not isinstance(rdma, dict):
-        raise InvalidResource(f"{PREFIX}.rdma: expected an object")
-    for device, limits in sorted(rdma.items()):
-        where = f"{PREFIX}.rdma.{device}"
-        if not isinstance(limits, dict):
-            raise InvalidResource(f"{where}: expected an object")
-        parts = [device]
-        handles = integer(limits, "hcaHandles", f"{where}.hcaHandles", minimum=0)
-        objects = integer(limits, "hcaObjects", f"{where}.hcaObjects", minimum=0)
-        if handles is not None:
-            parts.append(f"hca_handle={handles}")
-        if objects is not None:
-            parts.append(f"hca_object={objects}")
-        if len(parts) > 1:
-            plan.write(where, "rdma", "rdma.max", " ".join(parts))
+    for where, line in rdma_limits(resources):
+        plan.write(where, "rdma", "rdma.max", line)

@@ -24,6 +24,7 @@ from pyruntime.cgroups.errors import (
 )
 from pyruntime.cgroups.spec_values import (
     PREFIX,
+    rdma_limits,
     boolean,
     integer,
     object_list,
@@ -378,24 +379,8 @@ def _plan_hugetlb(writes: _Writes, resources: dict) -> None:
 
 
 def _plan_rdma(writes: _Writes, resources: dict) -> None:
-    rdma = resources.get("rdma")
-    if not rdma:
-        return
-    if not isinstance(rdma, dict):
-        raise InvalidResource(f"{PREFIX}.rdma: expected an object")
-    for device, limits in sorted(rdma.items()):
-        where = f"{PREFIX}.rdma.{device}"
-        if not isinstance(limits, dict):
-            raise InvalidResource(f"{where}: expected an object")
-        parts = [device]
-        handles = integer(limits, "hcaHandles", f"{where}.hcaHandles", minimum=0)
-        objects = integer(limits, "hcaObjects", f"{where}.hcaObjects", minimum=0)
-        if handles is not None:
-            parts.append(f"hca_handle={handles}")
-        if objects is not None:
-            parts.append(f"hca_object={objects}")
-        if len(parts) > 1:
-            writes.add(where, "rdma", "rdma.max", " ".join(parts))
+    for where, line in rdma_limits(resources):
+        writes.add(where, "rdma", "rdma.max", line)
 
 
 def _plan_network(resources: dict) -> None:

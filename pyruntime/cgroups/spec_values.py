@@ -81,3 +81,28 @@ def throttle_devices(block_io: dict, key: str) -> list[tuple[int, int, int]]:
             raise InvalidResource(f"{where}: major, minor and rate are required")
         result.append((major, minor, rate))
     return result
+
+
+def rdma_limits(resources: dict) -> list[tuple[str, str]]:
+    """`linux.resources.rdma` as (field, `rdma.max` line) pairs; the file and its format
+    are the same in cgroup v1 and v2."""
+    rdma = resources.get("rdma")
+    if not rdma:
+        return []
+    if not isinstance(rdma, dict):
+        raise InvalidResource(f"{PREFIX}.rdma: expected an object")
+    lines = []
+    for device, limits in sorted(rdma.items()):
+        where = f"{PREFIX}.rdma.{device}"
+        if not isinstance(limits, dict):
+            raise InvalidResource(f"{where}: expected an object")
+        parts = [device]
+        handles = integer(limits, "hcaHandles", f"{where}.hcaHandles", minimum=0)
+        objects = integer(limits, "hcaObjects", f"{where}.hcaObjects", minimum=0)
+        if handles is not None:
+            parts.append(f"hca_handle={handles}")
+        if objects is not None:
+            parts.append(f"hca_object={objects}")
+        if len(parts) > 1:
+            lines.append((where, " ".join(parts)))
+    return lines
