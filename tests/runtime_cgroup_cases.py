@@ -219,6 +219,18 @@ class RuntimeCgroupCases:
         env.cli("delete", "--force", container_id)
         assert cgroup_dirs(container_id) == []
 
+    def test_the_shared_parent_goes_with_the_last_container(self, env):
+        """Containers without cgroupsPath share the parent /pyruntime; deleted in another
+        order than created, the last one out still removes it."""
+        first, second = env.new_id("first"), env.new_id("second")
+        for container_id in (first, second):
+            env.cli("run", "-d", "--bundle", env.bundle(container_id, ["/bin/sleep", "300"]),
+                    container_id)
+        assert cgroup_dirs("pyruntime")
+        env.cli("delete", "--force", first)
+        env.cli("delete", "--force", second)
+        assert cgroup_dirs("pyruntime") == []
+
     def test_a_limit_the_host_cannot_enforce_is_refused(self, env):
         if cgroup_v2():
             resources, field = {"cpu": {"realtimeRuntime": 1000}}, "cpu.realtimeRuntime"

@@ -164,7 +164,14 @@ class CgroupPlacement:
                         ) from None
                     self.signal_all(9)
                     time.sleep(0.01)
-        for parent in sorted(set(self.created), key=len, reverse=True):
+        # The parents this create made, and the shared default parent `/pyruntime`
+        # whoever made it: with containers deleted in another order than created, the
+        # last one out must take it away.
+        parents = set(self.created)
+        for path in self.paths.values():
+            if os.path.basename(os.path.dirname(path)) == DEFAULT_PARENT.lstrip("/"):
+                parents.add(os.path.dirname(path))
+        for parent in sorted(parents, key=len, reverse=True):
             try:
                 os.rmdir(parent)
             except OSError:
