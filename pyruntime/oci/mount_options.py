@@ -48,7 +48,7 @@ _CLEAR = {
     "symfollow": sc.MS_NOSYMFOLLOW,
 }
 
-_PROPAGATION = {
+PROPAGATION = {
     "private": sc.MS_PRIVATE,
     "rprivate": sc.MS_PRIVATE | sc.MS_REC,
     "shared": sc.MS_SHARED,
@@ -82,7 +82,7 @@ _RECURSIVE = {
 }
 
 KNOWN_OPTIONS = sorted(
-    set(_SET) | set(_CLEAR) | set(_PROPAGATION) | set(_RECURSIVE) | {"tmpcopyup"}
+    set(_SET) | set(_CLEAR) | set(PROPAGATION) | set(_RECURSIVE) | {"tmpcopyup"}
 )
 
 
@@ -109,6 +109,12 @@ class MountOptions:
         return ",".join(self.data) if self.data else None
 
 
+def root_propagation(name: str | None) -> int:
+    """Flags for `linux.rootfsPropagation`, applied to `/` recursively; runc's default
+    is rslave, so no mount of the container propagates back to the host."""
+    return PROPAGATION.get(name or "rslave", sc.MS_SLAVE) | sc.MS_REC
+
+
 def parse_mount_options(options: list[str], field: str) -> MountOptions:
     parsed = MountOptions()
     for option in options:
@@ -116,8 +122,8 @@ def parse_mount_options(options: list[str], field: str) -> MountOptions:
             parsed.flags |= _SET[option]
         elif option in _CLEAR:
             parsed.flags &= ~_CLEAR[option]
-        elif option in _PROPAGATION:
-            parsed.propagation.append(_PROPAGATION[option])
+        elif option in PROPAGATION:
+            parsed.propagation.append(PROPAGATION[option])
         elif option in _RECURSIVE:
             attr_set, attr_clear = _RECURSIVE[option]
             parsed.recursive_set |= attr_set

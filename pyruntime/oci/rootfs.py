@@ -17,7 +17,7 @@ import stat
 from pyruntime.linux import syscalls as sc
 from pyruntime.linux.errors import LinuxError
 from pyruntime.oci.errors import ContainerStartError
-from pyruntime.oci.mount_options import MountOptions, parse_mount_options
+from pyruntime.oci.mount_options import MountOptions, parse_mount_options, root_propagation
 
 _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _O_PATH = os.O_PATH | os.O_CLOEXEC
@@ -126,7 +126,7 @@ class RootfsBuilder:
 
     def prepare(self) -> None:
         """Everything before the root switch."""
-        propagation = _root_propagation(self.linux.get("rootfsPropagation"))
+        propagation = root_propagation(self.linux.get("rootfsPropagation"))
         sc.mount(None, "/", None, propagation)
         _make_parent_mount_private(self.rootfs)
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
@@ -381,14 +381,6 @@ class RootfsBuilder:
             raise ContainerStartError(f"creating device {path}: {error.strerror}") from None
         finally:
             os.close(dir_fd)
-
-
-def _root_propagation(name: str | None) -> int:
-    from pyruntime.oci.mount_options import _PROPAGATION
-
-    if not name:
-        return sc.MS_SLAVE | sc.MS_REC
-    return _PROPAGATION[name] | sc.MS_REC if name in _PROPAGATION else sc.MS_SLAVE | sc.MS_REC
 
 
 def _make_parent_mount_private(rootfs: str) -> None:

@@ -140,10 +140,7 @@ class Runtime:
         """Undo a failed create: processes, cgroup, state directory."""
         if cgroup is not None:
             try:
-                cgroup.signal_all(9)
-                cgroup.remove()
-            except OCIError as error:
-                self.warn(f"cleaning up cgroup of {record.id}: {error}")
+                cgroup.remove()  # kills whatever is left in it
             except Exception as error:  # noqa: BLE001 - cleanup must go on
                 self.warn(f"cleaning up cgroup of {record.id}: {error}")
         if ran_hooks:
@@ -224,7 +221,7 @@ class Runtime:
 
     def ps(self, container_id: str) -> list[int]:
         record = self.store.load(container_id)
-        cgroup = _cgroup_of(record)
+        cgroup = record.cgroup()
         if cgroup is None:
             return [record.pid] if record.init_alive() else []
         return cgroup.pids()
@@ -244,7 +241,7 @@ class Runtime:
             if all_processes:
                 return
             raise InvalidState(f"container not running: {container_id}")
-        cgroup = _cgroup_of(record)
+        cgroup = record.cgroup()
         if all_processes and cgroup is not None:
             from pyruntime.cgroups import api as cgroups
 
@@ -261,16 +258,13 @@ class Runtime:
 
     def delete(self, container_id: str, force: bool = False) -> None:
         with self.store.lock(container_id):
-            try:
-                record = self.store.load(container_id)
-            except ContainerNotFound:
-                raise
+            record = self.store.load(container_id)
             status = record.status()
             if status in ("running", "paused") and not force:
                 raise InvalidState(
                     f"cannot delete container {container_id} that is not stopped: {status}"
                 )
-            cgroup = _cgroup_of(record)
+            cgroup = record.cgroup()
             if status != "stopped":
                 self._kill_everything(record, cgroup)
             if cgroup is not None:
@@ -328,7 +322,7 @@ class Runtime:
             try:
                 self._start_or_discard(container_id)
                 status = foreground.wait(pid)
-                status.oom_killed = self._oom_killed(container_id)
+                status.oom_killed = self.store.load(container_id).oom_killed()
             finally:
                 if not keep:
                     try:
@@ -336,14 +330,6 @@ class Runtime:
                     except ContainerNotFound:
                         pass  # someone else deleted it while we waited
         return status
-
-    def _oom_killed(self, container_id: str) -> bool:
-        cgroup = _cgroup_of(self.store.load(container_id))
-        if cgroup is None or not cgroup.exists():
-            return False
-        from pyruntime.cgroups import api as cgroups
-
-        return cgroups.oom_kill_count(cgroup) > 0
 
     # -- pause / resume / update / events -------------------------------------------------
 
@@ -431,7 +417,7 @@ class Runtime:
         status = record.status()
         if status not in ("created", "running"):
             raise InvalidState(f"cannot exec in a container that is {status}")
-        return exec_in_container(record, _cgroup_of(record), process, detach=detach,
+        return exec_in_container(record, record.cgroup(), process, detach=detach,
                                  console_socket=console_socket, pid_file=pid_file,
                                  preserve_fds=preserve_fds)
 
@@ -470,14 +456,10 @@ def _apply_resources(cgroup, resources: dict | None) -> None:
 
 
 def _require_cgroup(record: ContainerRecord):
-    cgroup = _cgroup_of(record)
+    cgroup = record.cgroup()
     if cgroup is None or not cgroup.exists():
         raise InvalidState(f"container {record.id} has no cgroup")
     return cgroup
-
-
-def _cgroup_of(record: ContainerRecord):
-    return record.cgroup()
 
 
 def _wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
