@@ -13,6 +13,7 @@ import os
 import time
 
 from pyruntime.errors import PyruntimeError
+from pyruntime.linux.kernel_files import write_kernel_file
 
 DEFAULT_PARENT = "/pyruntime"
 
@@ -114,7 +115,7 @@ class CgroupPlacement:
     def add(self, pid: int) -> None:
         for key, path in self.paths.items():
             try:
-                _write(os.path.join(path, "cgroup.procs"), str(pid))
+                write_kernel_file(os.path.join(path, "cgroup.procs"), str(pid))
             except OSError as error:
                 raise CgroupError(f"adding pid {pid} to cgroup {path}: {error.strerror}") from None
 
@@ -178,14 +179,6 @@ class CgroupPlacement:
                 pass  # gone already, or another container still uses it
 
 
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
 def _make_cgroup_dir(path: str, key: str) -> None:
     for _ in range(5):
         try:
@@ -215,7 +208,7 @@ def _inherit_cpuset(path: str) -> None:
                 _inherit_cpuset(parent)
                 with open(os.path.join(parent, name)) as f:
                     value = f.read().strip()
-            _write(own, value)
+            write_kernel_file(own, value)
 
 
 def _remove_tree(path: str) -> None:

@@ -33,6 +33,7 @@ from pyruntime.cgroups.resources_v2 import (
 )
 from pyruntime.cgroups.spec_values import (
     PREFIX,
+    hugepage_limits,
     rdma_limits,
     boolean,
     integer,
@@ -336,13 +337,7 @@ def _plan_blkio(plan: _Plan, resources: dict) -> None:
 
 # --------------------------------------------------------------------------- the rest
 def _plan_hugetlb(plan: _Plan, resources: dict) -> None:
-    field = f"{PREFIX}.hugepageLimits"
-    for index, entry in enumerate(object_list(resources, "hugepageLimits", field)):
-        where = f"{field}[{index}]"
-        size = string(entry, "pageSize", f"{where}.pageSize")
-        limit = integer(entry, "limit", f"{where}.limit", minimum=0)
-        if not size or limit is None:
-            raise InvalidResource(f"{where}: pageSize and limit are required")
+    for where, size, limit in hugepage_limits(resources):
         plan.write(where, "hugetlb", f"hugetlb.{size}.limit_in_bytes", str(limit),
                    f"no {size} huge pages on this host")
 

@@ -24,6 +24,7 @@ from pyruntime.cgroups.errors import (
 )
 from pyruntime.cgroups.spec_values import (
     PREFIX,
+    hugepage_limits,
     rdma_limits,
     boolean,
     integer,
@@ -367,13 +368,7 @@ def _plan_cpu(writes: _Writes, resources: dict, update: bool) -> None:
 
 
 def _plan_hugetlb(writes: _Writes, resources: dict) -> None:
-    field = f"{PREFIX}.hugepageLimits"
-    for index, entry in enumerate(object_list(resources, "hugepageLimits", field)):
-        where = f"{field}[{index}]"
-        size = string(entry, "pageSize", f"{where}.pageSize")
-        limit = integer(entry, "limit", f"{where}.limit", minimum=0)
-        if not size or limit is None:
-            raise InvalidResource(f"{where}: pageSize and limit are required")
+    for where, size, limit in hugepage_limits(resources):
         writes.add(where, "hugetlb", f"hugetlb.{size}.max", str(limit),
                    missing=f"no {size} huge pages on this host")
 

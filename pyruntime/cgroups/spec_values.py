@@ -106,3 +106,18 @@ def rdma_limits(resources: dict) -> list[tuple[str, str]]:
         if len(parts) > 1:
             lines.append((where, " ".join(parts)))
     return lines
+
+
+def hugepage_limits(resources: dict) -> list[tuple[str, str, int]]:
+    """`linux.resources.hugepageLimits` as (field, page size, limit) triples; v1 and v2
+    differ only in the file name they write."""
+    field = f"{PREFIX}.hugepageLimits"
+    limits = []
+    for index, entry in enumerate(object_list(resources, "hugepageLimits", field)):
+        where = f"{field}[{index}]"
+        size = string(entry, "pageSize", f"{where}.pageSize")
+        limit = integer(entry, "limit", f"{where}.limit", minimum=0)
+        if not size or limit is None:
+            raise InvalidResource(f"{where}: pageSize and limit are required")
+        limits.append((where, size, limit))
+    return limits

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from pyruntime.linux import syscalls as sc
+from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.channel import Channel
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.namespaces import NAMESPACES, by_type
@@ -89,11 +90,7 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
 
 def _write_proc_self(name: str, value: str, field: str) -> None:
     try:
-        fd = os.open(f"/proc/self/{name}", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(f"/proc/self/{name}", value)
     except OSError as error:
         raise ContainerStartError(
             f"{field}: writing {value.strip()!r}: {error.strerror}"

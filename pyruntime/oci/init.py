@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from pyruntime.linux import syscalls as sc
+from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel
 from pyruntime.oci.channel import describe
@@ -151,10 +152,6 @@ def _create_cwd(builder, cwd: str) -> None:
 def _write_sysctl(key: str, value: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(path, value)
     except OSError as error:
         raise ContainerStartError(f"linux.sysctl: {key}={value}: {error.strerror}") from None

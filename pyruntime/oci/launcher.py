@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from pyruntime.oci.channel import Channel, channel_pair
+from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 from pyruntime.oci.hooks import run_hooks
@@ -211,11 +212,7 @@ class InitLauncher:
 def _write_mapping(pid: int, name: str, mappings: list[dict]) -> None:
     text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
     try:
-        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(f"/proc/{pid}/{name}", text)
     except OSError as error:
         field = "linux.uidMappings" if name == "uid_map" else "linux.gidMappings"
         raise OCIError(f"{field}: writing {name}: {error.strerror}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.errors import SpecError
 
 
@@ -41,15 +42,7 @@ def set_exec_labels(process: dict) -> None:
         path = "/proc/self/attr/apparmor/exec"
         if not os.path.exists(path):
             path = "/proc/self/attr/exec"
-        _write(path, f"exec {profile}")
+        write_kernel_file(path, f"exec {profile}")
     label = process.get("selinuxLabel")
     if label:
-        _write("/proc/self/attr/exec", label)
-
-
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+        write_kernel_file("/proc/self/attr/exec", label)
