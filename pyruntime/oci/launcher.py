@@ -39,9 +39,8 @@ def start_child(channel_parent: Channel, channel_child: Channel, entry: str, pla
     if _has_threads():
         return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
     module_name, function_name = CHILD_ENTRIES[entry]
-    import importlib
-
-    body = getattr(importlib.import_module(module_name), function_name)
+    # __import__ rather than importlib: one module fewer on the start path.
+    body = getattr(__import__(module_name, fromlist=[function_name]), function_name)
     pid = os.fork()
     if pid == 0:
         run_child_body(channel_parent, channel_child, body, plan)

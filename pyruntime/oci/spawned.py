@@ -8,7 +8,6 @@ would have done.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 from pyruntime.oci.channel import Channel
@@ -20,7 +19,7 @@ def main(argv: list[str]) -> None:
     channel = Channel(read_fd, write_fd)
     plan = channel.expect("plan")["plan"]
     module_name, function_name = CHILD_ENTRIES[entry]
-    body = getattr(importlib.import_module(module_name), function_name)
+    body = getattr(__import__(module_name, fromlist=[function_name]), function_name)
     run_child_body(None, channel, body, plan)
 
 
