@@ -225,7 +225,9 @@ def test_parallel_creates(runtime, bundle):
     failed = {cid: r.stderr for cid, r in results.items() if r.returncode != 0}
     assert not failed
     assert sorted(runtime.list_ids()) == sorted(ids)
-    assert all(runtime.status(cid) == "created" for cid in ids)
+    states = {cid: runtime.run("state", cid) for cid in ids}
+    assert {cid: json.loads(p.stdout)["status"] if p.returncode == 0 else p.stderr
+            for cid, p in states.items()} == {cid: "created" for cid in ids}
 
     deleted: dict[str, object] = {}
 
