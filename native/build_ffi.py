@@ -46,6 +46,8 @@ int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(scmp_filter_ctx ctx);
 int pyrt_capbset_drop(int cap);
 long pyrt_bpf(int cmd, void *attr, unsigned int size);
+int pyrt_background_write_start(const char *path, const char *data);
+void pyrt_background_write_join(void);
 """
 
 SOURCE = r"""
@@ -67,6 +69,8 @@ SOURCE = r"""
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <seccomp.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -198,6 +202,68 @@ long pyrt_bpf(int cmd, void *attr, unsigned int size)
     errno = ENOSYS;
     return -1;
 #endif
+}
+
+/* One write to a file on a thread of its own, started and joined from Python. A thread
+   that never runs Python code never waits for the GIL, so the write starts at once
+   (pyruntime.cgroups.attach_warmup says why that matters). One at a time per process. */
+struct background_write { char *path; char *data; };
+static pthread_t background_thread;
+static int background_running;
+
+static void *background_write_main(void *arg)
+{
+    struct background_write *job = arg;
+    int fd = open(job->path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t ignored = write(fd, job->data, strlen(job->data));
+        (void)ignored;
+        close(fd);
+    }
+    free(job->path);
+    free(job->data);
+    free(job);
+    return NULL;
+}
+
+int pyrt_background_write_start(const char *path, const char *data)
+{
+    struct background_write *job;
+    int err;
+    if (background_running) {
+        errno = EBUSY;
+        return -1;
+    }
+    job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return -1;
+    job->path = strdup(path);
+    job->data = strdup(data);
+    if (job->path == NULL || job->data == NULL) {
+        free(job->path);
+        free(job->data);
+        free(job);
+        errno = ENOMEM;
+        return -1;
+    }
+    err = pthread_create(&background_thread, NULL, background_write_main, job);
+    if (err != 0) {
+        free(job->path);
+        free(job->data);
+        free(job);
+        errno = err;
+        return -1;
+    }
+    background_running = 1;
+    return 0;
+}
+
+void pyrt_background_write_join(void)
+{
+    if (background_running) {
+        pthread_join(background_thread, NULL);
+        background_running = 0;
+    }
 }
 """
 

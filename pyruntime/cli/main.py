@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(command_help(command))
             return 0
         parsed = parse_command(command, command_argv)
+        if name in ("create", "run", "exec"):
+            from pyruntime.cgroups import attach_warmup
+
+            attach_warmup.begin()  # as early as possible: see its docstring
         log.debug(f"pyruntime {name} {' '.join(command_argv)} (root {options.root})")
         code = _dispatch(name, parsed, options, log)
         log.debug(f"{name} finished with exit code {code}")

@@ -3,10 +3,10 @@
 Forked by the runtime (which is single-threaded: forking Python from a threaded process
 can deadlock), it becomes non-dumpable before touching any namespace, joins the
 namespaces given by path (user first), creates the new ones (user first, so it owns the
-rest; the runtime writes its id mappings meanwhile and then places it in its cgroup,
-which overlaps with the rest of the work here and in init), then forks the container's
-init, which is PID 1 of a new PID namespace, reports init's pid
-and exits. Init is then reparented to the runtime, a child subreaper.
+rest; the runtime writes its id mappings and places it in its cgroup before it answers
+`bootstrap-ok`), then forks the container's init, which is PID 1 of a new PID namespace
+and is born in the container's cgroup, reports init's pid and exits. Init is then
+reparented to the runtime, a child subreaper.
 
 Everything init will need is imported before the first namespace is entered: in a new
 user namespace the host's Python library may be unreadable, and after pivot_root it is

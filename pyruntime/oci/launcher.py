@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
@@ -36,6 +37,8 @@ def start_child(channel_parent: Channel, channel_child: Channel, entry: str, pla
     supervisor's executors) must not fork Python: another thread may hold a lock the
     child then waits on forever. There a fresh interpreter is exec'd instead (as runc
     re-executes `runc init`) and the plan is sent to it over the channel."""
+    # The warm-up thread must be gone before a fork; a spawn would only race it.
+    attach_warmup.wait()
     if _has_threads():
         return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
     module_name, function_name = CHILD_ENTRIES[entry]
@@ -134,10 +137,11 @@ class InitLauncher:
             if kind == "bootstrap":
                 if message["new_user"]:
                     self._write_mappings(message["pid"])
+                # Before stage 1 goes on to fork init, so that init is born in the
+                # cgroup. The kernel's wait for the first cgroup.procs write was started
+                # early (attach_warmup), so this costs little.
+                self._place(message["pid"])
                 channel.send({"type": "bootstrap-ok"})
-                # The first cgroup.procs write waits for an RCU grace period (10+ ms):
-                # stage 1 and init go on with namespaces and mounts meanwhile.
-                self._place(message["pid"], may_be_gone=True)
             elif kind == "init":
                 from pyruntime.oci.state import process_start_time
 
@@ -145,10 +149,6 @@ class InitLauncher:
                 self.record.data["pid"] = self.init_pid
                 self.record.data["pid_start"] = process_start_time(self.init_pid)
                 self.record.save()
-                # Init may have been forked before stage 1 was moved: place it too
-                # (a no-op when it inherited the cgroup). Init waits for `hooks-ok`,
-                # sent after this, before it creates its cgroup namespace or execs.
-                self._place(self.init_pid, may_be_gone=False)
             elif kind == "hooks":
                 self._run_creation_hooks()
                 channel.send({"type": "hooks-ok", "pid": self.init_pid})
@@ -160,16 +160,9 @@ class InitLauncher:
             else:
                 raise ContainerStartError(f"unexpected message from init: {message!r}")
 
-    def _place(self, pid: int, may_be_gone: bool) -> None:
-        if self.cgroup is None:
-            return
-        from pyruntime.cgroups.placement import CgroupError
-
-        try:
+    def _place(self, pid: int) -> None:
+        if self.cgroup is not None:
             self.cgroup.add(pid)
-        except CgroupError:
-            if not (may_be_gone and not os.path.exists(f"/proc/{pid}")):
-                raise
 
     def _write_mappings(self, pid: int) -> None:
         linux = self.plan["config"]["linux"]

@@ -17,6 +17,7 @@ import time
 
 from pyruntime.oci.errors import (ContainerNotFound, HookError, InvalidState, OCIError,
                                   SpecError)
+from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.exit_status import ExitStatus
 from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
 
@@ -43,6 +44,7 @@ class Runtime:
 
         `console_socket` is a path (runc's flag); `console_fd` an already connected
         socket, for callers that receive the pty master themselves."""
+        attach_warmup.begin()
         bundle, config = _load_bundle(bundle)
         return self._create_from_config(container_id, bundle, config, pid_file=pid_file,
                                         console_socket=console_socket, console_fd=console_fd,
@@ -77,6 +79,14 @@ class Runtime:
         from pyruntime.cgroups.placement import CgroupPlacement
         from pyruntime.oci.launcher import InitLauncher
 
+        # Imported now, while the kernel's wait that attach_warmup started runs, rather
+        # than after the cgroup is made (which waits for it too): the cgroup code, and
+        # what stage 1 would otherwise import after the fork.
+        from pyruntime.cgroups import api  # noqa: F401
+        from pyruntime.oci.bootstrap import run_bootstrap  # noqa: F401
+        from pyruntime.oci.init import import_what_init_needs
+
+        import_what_init_needs(config)
         directory = self.store.reserve(container_id)
         record = ContainerRecord(directory, {
             "id": container_id,
@@ -307,6 +317,7 @@ class Runtime:
         """create + start; in the foreground, wait and delete, returning how it ended."""
         from pyruntime.oci.foreground import Foreground
 
+        attach_warmup.begin()
         bundle, config = _load_bundle(bundle)
         options = dict(pid_file=pid_file, console_socket=console_socket,
                        preserve_fds=preserve_fds, no_pivot=no_pivot,
@@ -409,6 +420,7 @@ class Runtime:
              preserve_fds: int = 0) -> ExitStatus | int:
         """Run `process` (an OCI process object) in the container's namespaces and cgroup.
         Returns its ExitStatus, or its pid with `detach`."""
+        attach_warmup.begin()
         from pyruntime.oci.enter import exec_in_container
         from pyruntime.oci.spec import validate_process
 
