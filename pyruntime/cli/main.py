@@ -86,12 +86,21 @@ COMMANDS = {c.name: c for c in (
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from pyruntime.cli.log import RuntimeLog
-
-    log = RuntimeLog()
     try:
         options, rest = parse_flags(argv, GLOBAL_FLAGS, "global options")
-        log = RuntimeLog(options.log, options.log_format, options.debug)
+    except PyruntimeError as error:
+        from pyruntime.cli.log import RuntimeLog
+
+        RuntimeLog().error(str(error))
+        return error.exit_code
+    if rest and rest[0] in ("create", "run", "exec"):
+        from pyruntime.cgroups import attach_warmup
+
+        attach_warmup.begin()  # as early as possible: see its docstring
+    from pyruntime.cli.log import RuntimeLog
+
+    log = RuntimeLog(options.log, options.log_format, options.debug)
+    try:
         if options.log_format not in ("text", "json"):
             raise UsageError(f"invalid log format {options.log_format!r}: use text or json")
         if options.version:
@@ -111,10 +120,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(command_help(command))
             return 0
         parsed = parse_command(command, command_argv)
-        if name in ("create", "run", "exec"):
-            from pyruntime.cgroups import attach_warmup
-
-            attach_warmup.begin()  # as early as possible: see its docstring
         log.debug(f"pyruntime {name} {' '.join(command_argv)} (root {options.root})")
         code = _dispatch(name, parsed, options, log)
         log.debug(f"{name} finished with exit code {code}")
