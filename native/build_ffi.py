@@ -46,8 +46,7 @@ int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(scmp_filter_ctx ctx);
 int pyrt_capbset_drop(int cap);
 long pyrt_bpf(int cmd, void *attr, unsigned int size);
-int pyrt_background_write_start(const char *path, const char *data);
-void pyrt_background_write_join(void);
+int pyrt_background_write(const char *path, const char *data);
 """
 
 SOURCE = r"""
@@ -204,12 +203,17 @@ long pyrt_bpf(int cmd, void *attr, unsigned int size)
 #endif
 }
 
-/* One write to a file on a thread of its own, started and joined from Python. A thread
-   that never runs Python code never waits for the GIL, so the write starts at once
-   (pyruntime.cgroups.attach_warmup says why that matters). One at a time per process. */
+/* One write to a file on a detached thread of its own. A thread that never runs Python
+   code never waits for the GIL, so the write starts at once (pyruntime.cgroups.
+   attach_warmup says why that matters); it holds no lock a forked child could need. */
 struct background_write { char *path; char *data; };
-static pthread_t background_thread;
-static int background_running;
+
+static void free_background_write(struct background_write *job)
+{
+    free(job->path);
+    free(job->data);
+    free(job);
+}
 
 static void *background_write_main(void *arg)
 {
@@ -220,50 +224,35 @@ static void *background_write_main(void *arg)
         (void)ignored;
         close(fd);
     }
-    free(job->path);
-    free(job->data);
-    free(job);
+    free_background_write(job);
     return NULL;
 }
 
-int pyrt_background_write_start(const char *path, const char *data)
+int pyrt_background_write(const char *path, const char *data)
 {
-    struct background_write *job;
+    pthread_attr_t attr;
+    pthread_t thread;
+    struct background_write *job = calloc(1, sizeof(*job));
     int err;
-    if (background_running) {
-        errno = EBUSY;
-        return -1;
-    }
-    job = calloc(1, sizeof(*job));
     if (job == NULL)
         return -1;
     job->path = strdup(path);
     job->data = strdup(data);
     if (job->path == NULL || job->data == NULL) {
-        free(job->path);
-        free(job->data);
-        free(job);
+        free_background_write(job);
         errno = ENOMEM;
         return -1;
     }
-    err = pthread_create(&background_thread, NULL, background_write_main, job);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&thread, &attr, background_write_main, job);
+    pthread_attr_destroy(&attr);
     if (err != 0) {
-        free(job->path);
-        free(job->data);
-        free(job);
+        free_background_write(job);
         errno = err;
         return -1;
     }
-    background_running = 1;
     return 0;
-}
-
-void pyrt_background_write_join(void)
-{
-    if (background_running) {
-        pthread_join(background_thread, NULL);
-        background_running = 0;
-    }
 }
 """
 

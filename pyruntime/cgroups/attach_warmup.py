@@ -10,23 +10,31 @@ a container will be created; the grace period then elapses while the runtime imp
 reads the bundle and makes the container's cgroup, and the real placements of the
 container's processes a few milliseconds later find the lock warm.
 
-The write runs on a C thread (`pyrt_background_write_*` in native/), not a Python one: a
-Python thread first waits for the GIL, up to 5 ms while the main thread imports. The
-thread is joined before the runtime forks (see `wait`), so the fork never copies a
-running thread. Anything that goes wrong is ignored: it only costs the time it would
-have saved.
+The write runs on a C thread (`pyrt_background_write` in native/), not a Python one: a
+Python thread first waits for the GIL, up to 5 ms while the main thread imports. And a
+C thread that holds no Python state, only waits in write(2) and frees with glibc's
+fork-safe malloc may be running when the runtime forks stage 1: the child gets none of
+it, and the grace period goes on overlapping with stage 1's work until the runtime's
+own cgroup.procs write meets it. Anything that goes wrong is ignored: it only costs the
+time it would have saved.
 """
 from __future__ import annotations
 
-_started = False
+import time
+
+#: When the last warm-up was started: one per grace period is enough (the CLI's `run`
+#: asks twice, and a long-lived embedder creating containers asks many times).
+_last_start = -1.0
+_WINDOW = 0.02
 
 
 def begin() -> None:
-    """Start the warm-up once per process; later calls do nothing."""
-    global _started
-    if _started:
+    """Start a warm-up unless one was started in the last few milliseconds."""
+    global _last_start
+    now = time.monotonic()
+    if now - _last_start < _WINDOW:
         return
-    _started = True
+    _last_start = now
     try:
         path = _own_procs_file()
     except (OSError, ValueError):
@@ -35,15 +43,7 @@ def begin() -> None:
         from pyruntime._native import lib
 
         # "0": the writing process itself, moved into the cgroup it is in.
-        lib.pyrt_background_write_start(path.encode(), b"0")
-
-
-def wait() -> None:
-    """Block until the warm-up write has finished (before any fork)."""
-    if _started:
-        from pyruntime._native import lib
-
-        lib.pyrt_background_write_join()
+        lib.pyrt_background_write(path.encode(), b"0")
 
 
 def _own_procs_file() -> str | None:

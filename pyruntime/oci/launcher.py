@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
@@ -37,8 +36,6 @@ def start_child(channel_parent: Channel, channel_child: Channel, entry: str, pla
     supervisor's executors) must not fork Python: another thread may hold a lock the
     child then waits on forever. There a fresh interpreter is exec'd instead (as runc
     re-executes `runc init`) and the plan is sent to it over the channel."""
-    # The warm-up thread must be gone before a fork; a spawn would only race it.
-    attach_warmup.wait()
     if _has_threads():
         return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
     module_name, function_name = CHILD_ENTRIES[entry]
