@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
-from . import ROOT_ONLY
+import pytest
+
+from . import IS_RUNC, REPO_ROOT, ROOT_ONLY
 
 pytestmark = ROOT_ONLY
 
@@ -109,3 +113,16 @@ def test_version(runtime):
 def test_unknown_command_fails(runtime):
     proc = runtime.run("no-such-command")
     assert proc.returncode != 0
+
+
+@pytest.mark.skipif(IS_RUNC, reason="about pyruntime's own command script")
+@pytest.mark.parametrize("site_flag", [[], ["-S"]], ids=["with-site", "without-site"])
+def test_the_command_script_finds_its_package_with_and_without_site(tmp_path, site_flag):
+    """`.ci/setup` starts the command with `python -S`: the script itself must then put
+    the environment's site-packages and the .pth paths (the editable checkout) on
+    sys.path. Run from an empty directory, so the checkout is not found by accident."""
+    script = os.path.join(REPO_ROOT, "pyruntime", "cli", "scripts", "pyruntime")
+    proc = subprocess.run([sys.executable, *site_flag, script, "--version"], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("pyruntime version")
