@@ -103,21 +103,28 @@ def update_resources(placement: CgroupPlacement, resources: dict) -> None:
     """Apply new limits to a live container (`update`). The same mapping as
     `apply_resources`; device rules are replaced only when `devices` is given (runc's
     `update` never touches them). A memory limit the kernel cannot reach by reclaiming
-    (v1) or that `checkBeforeUpdate` finds below the usage (v2) raises ResourceBusy."""
+    (v1) or that `checkBeforeUpdate` finds below the usage (v2) raises ResourceBusy.
+    A cgroup owned by systemd gets the new limits as unit properties first, once the
+    whole request has been checked (see `CgroupPlacement.update_unit`)."""
     resources = _check(resources)
     if not resources:
         return
     rules = effective_rules(resources["devices"]) if "devices" in resources else None
+
+    def tell_owner() -> None:
+        placement.update_unit(resources)
+
     if cgroup_version(placement) == 2:
         directory = placement.paths[""]
         from pyruntime.cgroups import resources_v2
 
         resources_v2.apply(directory, _cgroup2_mount(directory), resources, rules,
-                           update=True)
+                           update=True, before_writes=tell_owner)
     else:
         from pyruntime.cgroups import resources_v1
 
-        resources_v1.apply(placement.paths, resources, rules, update=True)
+        resources_v1.apply(placement.paths, resources, rules, update=True,
+                           before_writes=tell_owner)
 
 
 def apply_devices(placement: CgroupPlacement, spec_devices: list | None) -> None:

@@ -46,6 +46,21 @@ def oom_kill_count(placement: CgroupPlacement) -> int:
     return cgroupfs.read_value_optional(directory, "memory.failcnt")
 
 
+def was_oom_killed(placement: CgroupPlacement) -> bool:
+    """Whether the OOM killer killed a process of the container: the cgroup's own count
+    while it exists, else what its owner can still tell (systemd removes a scope's cgroup
+    as soon as it is empty: see SystemdScope.oom_killed_when_gone)."""
+    if placement.exists():
+        try:
+            if oom_kill_count(placement) > 0:
+                return True
+        except (OSError, CgroupError):
+            pass  # removed while we read: the owner may know
+        if placement.exists():
+            return False
+    return placement.oom_killed_when_gone()
+
+
 def oom_events(placement: CgroupPlacement) -> dict[str, int]:
     """The v2 `memory.events` counters (low, high, max, oom, oom_kill, ...), or on v1
     {"oom_kill": n, "under_oom": 0/1}; {} without a memory controller."""

@@ -148,6 +148,16 @@ class CgroupPlacement:
     def exists(self) -> bool:
         return any(os.path.isdir(path) for path in self.paths.values())
 
+    # Two hooks for a cgroup that a service manager owns (systemd_scope.SystemdScope);
+    # a cgroupfs placement belongs to no one else and has nothing to do.
+
+    def update_unit(self, resources: dict) -> None:
+        """Tell the owner the new limits of an `update`, before the files are written."""
+
+    def oom_killed_when_gone(self) -> bool:
+        """Whether an OOM kill ended the container, asked once its cgroup is gone."""
+        return False
+
     def remove(self, timeout: float = 5.0) -> None:
         """Kill what is left and remove every directory, retrying while it is busy."""
         deadline = time.monotonic() + timeout

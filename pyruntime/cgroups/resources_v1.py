@@ -94,9 +94,10 @@ class _Plan:
 
 
 def apply(paths: dict[str, str], resources: dict, device_rules: list[DeviceRule] | None,
-          update: bool = False) -> None:
+          update: bool = False, before_writes=None) -> None:
     """Apply `resources` (an OCI linux.resources object) to the v1 cgroups in `paths`.
-    `device_rules` (spec rules + defaults) replace the device rules when not None."""
+    `device_rules` (spec rules + defaults) replace the device rules when not None;
+    `before_writes` is called once everything is checked, before the first write."""
     unknown = sorted(set(resources) - TOP_LEVEL_FIELDS)
     if unknown:
         raise ResourceUnsupported(f"{PREFIX}.{unknown[0]}: not a resource this runtime knows")
@@ -115,6 +116,8 @@ def apply(paths: dict[str, str], resources: dict, device_rules: list[DeviceRule]
     _plan_hugetlb(plan, resources)
     _plan_network(plan, resources)
     _plan_rdma(plan, resources)
+    if before_writes is not None:
+        before_writes()
     plan.run()
 
 

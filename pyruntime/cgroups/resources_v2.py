@@ -205,9 +205,11 @@ class _Writes:
 
 # --------------------------------------------------------------------------- apply
 def apply(directory: str, mount_point: str, resources: dict,
-          device_rules: list[DeviceRule] | None, update: bool = False) -> None:
+          device_rules: list[DeviceRule] | None, update: bool = False,
+          before_writes=None) -> None:
     """Apply `resources` (an OCI linux.resources object) to the v2 cgroup `directory`.
-    `device_rules` (spec rules + defaults) replace the device filter when not None."""
+    `device_rules` (spec rules + defaults) replace the device filter when not None;
+    `before_writes` is called once everything is checked, before the first write."""
     unknown = sorted(set(resources) - TOP_LEVEL_FIELDS)
     if unknown:
         raise ResourceUnsupported(f"{PREFIX}.{unknown[0]}: not a resource this runtime knows")
@@ -226,6 +228,8 @@ def apply(directory: str, mount_point: str, resources: dict,
         from pyruntime.cgroups import devices_bpf  # v2 only: keeps v1 starts lean
 
         writes.actions.append(cgroupfs.deferred(devices_bpf.install, directory, rules))
+    if before_writes is not None:
+        before_writes()
     writes.run()
 
 

@@ -18,7 +18,8 @@ GLOBAL_FLAGS = [
     Flag("log", str, help="set the log file to write runtime logs to (default: stderr)"),
     Flag("log-format", str, "text", help="set the log format ('text' or 'json')"),
     Flag("debug", help="enable debug logging"),
-    Flag("systemd-cgroup", help="use systemd cgroup paths (slice:prefix:name)"),
+    Flag("systemd-cgroup", help="use systemd for cgroups: cgroupsPath is slice:prefix:name, "
+         "the container a transient unit made over D-Bus"),
     Flag("rootless", str, "auto", help="ignore cgroup permission errors (true, false, auto)"),
     Flag("criu", str, help="path to criu (accepted for compatibility; unused)"),
     Flag("version", aliases=("v",), help="print the version"),

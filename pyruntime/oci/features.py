@@ -42,7 +42,7 @@ def features() -> dict:
         "linux": {
             "namespaces": list(spec.NAMESPACE_TYPES),
             "capabilities": _capabilities(),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False},
             "seccomp": {
                 "enabled": True,
                 "actions": list(spec.SECCOMP_ACTIONS),

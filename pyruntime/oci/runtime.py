@@ -107,19 +107,23 @@ class Runtime:
             os.chmod(record.fifo_path, 0o622)
             cgroups_path = config.get("linux", {}).get("cgroupsPath")
             if self.systemd_cgroup:
-                from pyruntime.cgroups.systemd_path import to_cgroupfs_path
+                from pyruntime.cgroups import systemd_path
 
-                mapped = to_cgroupfs_path(cgroups_path, container_id)
-                self.debug(f"systemd is not running: cgroupsPath {cgroups_path!r} is "
-                           f"the cgroupfs path {mapped}")
-                cgroups_path = mapped
-            cgroup = CgroupPlacement.for_container(cgroups_path, container_id)
-            cgroup.created = cgroup.missing_parents()
-            record.data["cgroup_paths"] = cgroup.paths
-            record.data["cgroup_created"] = cgroup.created
-            record.save()  # recorded before created, so delete can always find it
-            cgroup.create()
-            _apply_resources(cgroup, config.get("linux", {}).get("resources"))
+                if systemd_path.systemd_running():
+                    cgroup = _systemd_unit(record, cgroups_path, config)
+                else:
+                    mapped = systemd_path.to_cgroupfs_path(cgroups_path, container_id)
+                    self.debug(f"systemd is not running: cgroupsPath {cgroups_path!r} is "
+                               f"the cgroupfs path {mapped}")
+                    cgroups_path = mapped
+            if cgroup is None:
+                cgroup = CgroupPlacement.for_container(cgroups_path, container_id)
+                cgroup.created = cgroup.missing_parents()
+                record.data["cgroup_paths"] = cgroup.paths
+                record.data["cgroup_created"] = cgroup.created
+                record.save()  # recorded before created, so delete can always find it
+                cgroup.create()
+                _apply_resources(cgroup, config.get("linux", {}).get("resources"))
             # Opened here, not by init: in a user namespace init may not be allowed to
             # walk into the runtime's root (0700), as with runc's fifo fd.
             state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -465,6 +469,26 @@ def _apply_resources(cgroup, resources: dict | None) -> None:
         cgroups.apply_resources(cgroup, resources)
     else:
         cgroups.apply_devices(cgroup, None)
+
+
+def _systemd_unit(record: ContainerRecord, cgroups_path: str | None, config: dict):
+    """--systemd-cgroup with systemd running: the container's cgroup is a transient unit,
+    recorded now and started by the launcher around stage 1's pid, which then records
+    its directories (see pyruntime.cgroups.systemd_scope)."""
+    from pyruntime.cgroups.systemd_scope import SystemdScope
+
+    def record_cgroup(started) -> None:
+        record.data["cgroup_paths"] = started.paths
+        record.data["cgroup_created"] = started.created
+        record.data["cgroup_unit_started"] = started.started
+        record.save()
+
+    unit = SystemdScope.for_container(cgroups_path, record.id,
+                                      config.get("linux", {}).get("resources"),
+                                      on_started=record_cgroup)
+    record.data["cgroup_unit"] = unit.unit
+    record.save()  # before the unit is started, so delete can always find it
+    return unit
 
 
 def _require_cgroup(record: ContainerRecord):

@@ -104,6 +104,13 @@ class ContainerRecord:
 
     def cgroup(self):
         paths = self.data.get("cgroup_paths")
+        if self.data.get("cgroup_unit"):
+            # --systemd-cgroup: a systemd unit, recorded before it was started.
+            from pyruntime.cgroups.systemd_scope import SystemdScope
+
+            return SystemdScope(self.data["cgroup_unit"], paths,
+                                self.data.get("cgroup_created", []),
+                                self.data.get("cgroup_unit_started"))
         if not paths:
             return None
         from pyruntime.cgroups.placement import CgroupPlacement
@@ -123,14 +130,11 @@ class ContainerRecord:
 
     def oom_killed(self) -> bool:
         cgroup = self.cgroup()
-        if cgroup is None or not cgroup.exists():
+        if cgroup is None:
             return False
-        from pyruntime.cgroups.oom import oom_kill_count
+        from pyruntime.cgroups.oom import was_oom_killed
 
-        try:
-            return oom_kill_count(cgroup) > 0
-        except OSError:
-            return False
+        return was_oom_killed(cgroup)
 
     def oci_state(self) -> dict:
         """The state object of the OCI runtime spec, as `runc state` prints it."""

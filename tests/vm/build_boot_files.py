@@ -1,6 +1,7 @@
 """Build (once) and cache the boot files of the cgroup-v2 test VM: a Debian kernel and an
 initramfs made of the host's static busybox, the kernel modules needed to mount the host's
-root over 9p under an overlay, and tests/vm/init.sh as /init.
+root over 9p under an overlay, tests/vm/init.sh as /init, and the systemd units of
+tests/vm/systemd/ (for `runner.py --systemd`) in /etc/vm-systemd.
 
     .venv/bin/python tests/vm/build_boot_files.py [--cache DIR] [--kernel-package PKG]
 
@@ -12,9 +13,10 @@ Layout of the cache (default /var/cache/pyruntime-vm, or $PYRUNTIME_VM_CACHE):
     kernel-<ver>/                     the package unpacked (`dpkg-deb -x`) + `depmod -b`;
                                       inside the VM its lib/modules/<ver> is bind-mounted
                                       on /lib/modules/<ver>, so `modprobe` works there
-    boot-<ver>-<hash>/                vmlinuz + initrd.cpio; <hash> covers init.sh, this
-                                      script, the busybox binary and the module list, so a
-                                      change to any of them builds a new initramfs
+    boot-<ver>-<hash>/                vmlinuz + initrd.cpio; <hash> covers init.sh, the
+                                      systemd units, this script, the busybox binary and
+                                      the module list, so a change to any of them builds a
+                                      new initramfs
 
 The kernel is the newest `linux-image-6.1.0-N-amd64` already in the cache; only when none is
 cached is apt asked for the newest one (`--kernel-package` picks one explicitly). The
@@ -38,6 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "init.sh"
+SYSTEMD_UNITS = HERE / "systemd"      # the systemd VM's units (init.sh installs them)
 DEFAULT_CACHE = Path(os.environ.get("PYRUNTIME_VM_CACHE", "/var/cache/pyruntime-vm"))
 BUSYBOX = Path("/bin/busybox")
 
@@ -279,17 +282,24 @@ def _initrd_inputs(version: str, modules_dir: Path, order: list[str]) -> tuple[s
             f"HOST_MODULES_DIR={modules_dir}\n"
             f"MODULES='{' '.join(os.path.basename(m).split('.ko')[0] for m in order)}'\n")
     h = hashlib.sha256()
+    units = b"".join(f.name.encode() + b"\0" + f.read_bytes() for f in _systemd_units())
     for part in (INIT_SCRIPT.read_bytes(), Path(__file__).read_bytes(), BUSYBOX.read_bytes(),
-                 conf.encode(), "\n".join(order).encode()):
+                 conf.encode(), "\n".join(order).encode(), units):
         h.update(hashlib.sha256(part).digest())
     return conf, h.hexdigest()[:16]
+
+
+def _systemd_units() -> list[Path]:
+    return sorted(f for f in SYSTEMD_UNITS.iterdir() if f.is_file())
 
 
 def build_initrd(modules_dir: Path, order: list[str], conf: str) -> bytes:
     cpio = CpioWriter()
     for d in ("bin", "dev", "proc", "sys", "host", "newroot", "rw", "lib", "lib/modules",
-              "etc"):
+              "etc", "etc/vm-systemd"):
         cpio.directory(d)
+    for unit in _systemd_units():
+        cpio.file(f"etc/vm-systemd/{unit.name}", unit.read_bytes())
     # The kernel opens /dev/console for /init's stdio before /init can mount devtmpfs.
     cpio.char_device("dev/console", 5, 1)
     cpio.char_device("dev/null", 1, 3, 0o666)

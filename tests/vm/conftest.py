@@ -2,7 +2,10 @@
 
 Tests here are marked `pytest.mark.vm` and skip themselves unless they run inside the VM:
 on the development hosts (cgroup v1 hybrid) they cannot work. tests/test_vm_suite.py, on
-the host, boots the VM and runs `pytest -q -m vm tests/vm` inside it.
+the host, boots the VM and runs `pytest -q -m vm tests/vm` inside it. Tests marked
+`pytest.mark.systemd` need the VM booted with systemd as PID 1 (runner.py --systemd;
+tests/test_vm_systemd_suite.py runs `pytest -q -m systemd tests/vm` there) and skip
+themselves everywhere else.
 """
 from __future__ import annotations
 
@@ -30,18 +33,33 @@ def in_vm() -> bool:
         return False
 
 
+def systemd_is_pid1() -> bool:
+    """True in the VM booted with systemd as PID 1 (runner.py --systemd): in_vm() and
+    PID 1 is systemd, which says it runs (/run/systemd/system)."""
+    try:
+        comm = Path("/proc/1/comm").read_text().strip()
+    except OSError:
+        return False
+    return in_vm() and comm == "systemd" and Path("/run/systemd/system").is_dir()
+
+
 IN_VM = in_vm()
+SYSTEMD_PID1 = systemd_is_pid1()
 
 
 def pytest_collection_modifyitems(config, items):
-    # Every vm-marked test (collected with this directory) skips itself outside the VM.
-    if IN_VM:
-        return
-    skip = pytest.mark.skip(reason="needs the cgroup-v2 test VM (run by tests/test_vm_suite.py"
-                                   " or tests/vm/runner.py)")
+    # Every vm-marked test (collected with this directory) skips itself outside the VM,
+    # and every systemd-marked one outside the VM that runs systemd as PID 1.
+    skip_vm = pytest.mark.skip(reason="needs the cgroup-v2 test VM (run by "
+                                      "tests/test_vm_suite.py or tests/vm/runner.py)")
+    skip_systemd = pytest.mark.skip(reason="needs the test VM with systemd as PID 1 (run by "
+                                           "tests/test_vm_systemd_suite.py or "
+                                           "tests/vm/runner.py --systemd)")
     for item in items:
-        if item.get_closest_marker("vm"):
-            item.add_marker(skip)
+        if item.get_closest_marker("systemd") and not SYSTEMD_PID1:
+            item.add_marker(skip_systemd)
+        elif item.get_closest_marker("vm") and not IN_VM:
+            item.add_marker(skip_vm)
 
 
 class ScratchCgroup:

@@ -11,6 +11,12 @@
 #   hostname and loopback, run /run/vm/results/command.sh (written by runner.py) with its
 #   output in /run/vm/results/output and its exit code in /run/vm/results/exit_code, then
 #   power off.
+# With `pyruntime.systemd=1` on the kernel command line (runner.py --systemd), stage 2
+#   does the same set-up except cgroup2 (systemd mounts it), installs the units of
+#   /run/vm/systemd (pyruntime-vm.target, pyruntime-vm-command.service, dbus drop-ins),
+#   disables every generator, and execs /lib/systemd/systemd as PID 1 with
+#   --unit=pyruntime-vm.target. The command service runs `init.sh command` (the same
+#   run_command as stage 2) and powers off when it ends.
 #
 # A fatal error prints "pyruntime-vm: FATAL: ..." on the console (ttyS0) and powers off;
 # the runner shows the console log when no exit code came back.
@@ -53,6 +59,7 @@ stage1() {
     $bb cp /init /newroot/run/vm/init.sh
     $bb cp /bin/busybox /newroot/run/vm/busybox
     $bb cp /etc/vm.conf /newroot/run/vm/vm.conf
+    $bb cp -r /etc/vm-systemd /newroot/run/vm/systemd
     exec $bb switch_root /newroot /run/vm/busybox sh /run/vm/init.sh stage2
     die "switch_root failed"
 }
@@ -73,12 +80,19 @@ stage2() {
     $bb ln -sfn /proc/self/fd/1 /dev/stdout
     $bb ln -sfn /proc/self/fd/2 /dev/stderr
 
-    # cgroup v2, every controller delegated to children of the root cgroup.
-    $bb mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup \
-        || $bb mount -t cgroup2 cgroup2 /sys/fs/cgroup || die "mount cgroup2"
-    for c in $($bb cat /sys/fs/cgroup/cgroup.controllers); do
-        echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || say "cannot enable controller $c"
+    systemd=0
+    for word in $($bb cat /proc/cmdline); do
+        [ "$word" = pyruntime.systemd=1 ] && systemd=1
     done
+    if [ $systemd = 0 ]; then
+        # cgroup v2, every controller delegated to children of the root cgroup. (systemd
+        # mounts it itself, and enables controllers as its units ask for them.)
+        $bb mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup \
+            || $bb mount -t cgroup2 cgroup2 /sys/fs/cgroup || die "mount cgroup2"
+        for c in $($bb cat /sys/fs/cgroup/cgroup.controllers); do
+            echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || say "cannot enable controller $c"
+        done
+    fi
 
     # The VM kernel's modules, so that modprobe (and the kernel's auto-loading) works.
     if [ -d "$HOST_MODULES_DIR" ]; then
@@ -100,6 +114,34 @@ stage2() {
     $bb ip link set lo up || say "cannot bring lo up"
     echo 1 > /proc/sys/kernel/sysrq 2>/dev/null
 
+    if [ $systemd = 1 ]; then
+        start_systemd
+    fi
+    run_command
+    power_off
+}
+
+# Stage 2 with systemd: the units, no generators (fstab, getty, sysv... are not wanted and
+# cost seconds under emulation), the hostname systemd reads, and systemd as PID 1.
+start_systemd() {
+    units=/etc/systemd/system
+    $bb cp /run/vm/systemd/pyruntime-vm.target /run/vm/systemd/pyruntime-vm-command.service \
+        "$units/" || die "install the VM's systemd units"
+    for unit in dbus.socket dbus.service; do
+        $bb mkdir -p "$units/$unit.d"
+        $bb cp /run/vm/systemd/dbus.conf "$units/$unit.d/pyruntime-vm.conf"
+    done
+    $bb mkdir -p /etc/systemd/system-generators
+    for generator in /lib/systemd/system-generators/*; do
+        $bb ln -sfn /dev/null "/etc/systemd/system-generators/${generator##*/}"
+    done
+    echo pyruntime-vm > /etc/hostname
+    exec /lib/systemd/systemd --unit=pyruntime-vm.target
+    die "exec /lib/systemd/systemd failed"
+}
+
+# The command, in stage 2 or (systemd) in pyruntime-vm-command.service.
+run_command() {
     if [ -f /run/vm/results/command.sh ]; then
         $bb env -i \
             PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/sh TERM=dumb \
@@ -110,7 +152,13 @@ stage2() {
     else
         say "no /run/vm/results/command.sh: nothing to run"
     fi
-    power_off
 }
 
-if [ "${1:-}" = stage2 ]; then stage2; else stage1; fi
+case "${1:-}" in
+    stage2) stage2 ;;
+    command)
+        bb=/run/vm/busybox
+        export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        cd / && run_command ;;
+    *) stage1 ;;
+esac

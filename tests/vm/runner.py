@@ -1,6 +1,6 @@
 """Run a command inside the cgroup-v2 test VM, against this checkout's own code.
 
-    .venv/bin/python tests/vm/runner.py [--build-only] [--timeout S] [-- COMMAND...]
+    .venv/bin/python tests/vm/runner.py [--build-only] [--systemd] [--timeout S] [-- COMMAND...]
 
 boots qemu (software emulation: never KVM, it hangs on the development hosts) with a
 Debian kernel and an initramfs (build_boot_files.py, cached), which mounts the host's root
@@ -10,6 +10,11 @@ and every controller enabled. COMMAND (default: the VM's tests, `pytest -q -m vm
 tests/vm`) runs as root in the checkout (or --cwd) with PATH, HOME=/root,
 PYRUNTIME_IN_VM=1 and PYTHONDONTWRITEBYTECODE=1; its output is printed as it comes and the
 runner exits with its exit code (124 on timeout, 125 when the VM failed to run it).
+
+With --systemd (run_in_vm(..., systemd=True)) the VM's init execs systemd as PID 1 instead
+of running the command itself: systemd mounts cgroup2, starts the D-Bus system bus and
+runs the command as pyruntime-vm-command.service (tests/vm/systemd/), then powers off.
+The default command is then the systemd tests, `pytest -q -m systemd tests/vm`.
 
 A second, writable 9p share (a host temporary directory, /run/vm/results in the VM)
 carries the command in and its output and exit code out. The host's busybox bundle
@@ -51,6 +56,7 @@ build_boot_files = _load_sibling("build_boot_files")
 
 QEMU = "qemu-system-x86_64"
 DEFAULT_COMMAND = [".venv/bin/python", "-m", "pytest", "-q", "-m", "vm", "tests/vm"]
+SYSTEMD_COMMAND = [".venv/bin/python", "-m", "pytest", "-q", "-m", "systemd", "tests/vm"]
 BUNDLE_DIR = build_boot_files.DEFAULT_CACHE / "busybox-bundle"
 MEMORY_MB = int(os.environ.get("PYRUNTIME_VM_MEMORY_MB", "2048"))
 CPUS = int(os.environ.get("PYRUNTIME_VM_CPUS", "2"))
@@ -78,12 +84,16 @@ def ensure_bundle(dest: Path = BUNDLE_DIR) -> Path:
     return dest
 
 
-def qemu_command(boot: build_boot_files.BootFiles, results: Path, console: Path) -> list[str]:
+def qemu_command(boot: build_boot_files.BootFiles, results: Path, console: Path,
+                 systemd: bool = False) -> list[str]:
     qemu = qemu_binary()
     if qemu is None:
         raise VMError(f"{QEMU} is not installed: apt-get install -y qemu-system-x86 "
                       "(.ci/setup installs it)")
     append = f"console=ttyS0 quiet panic=-1 pyruntime.epoch={int(time.time())}"
+    if systemd:
+        # init.sh then execs systemd; the rest tells systemd to stay quiet on the console.
+        append += " pyruntime.systemd=1 systemd.show_status=0"
     return [
         qemu, "-machine", "q35", "-cpu", "max", "-m", str(MEMORY_MB), "-smp", str(CPUS),
         # No KVM, ever: it hangs on the development hosts. TCG is the default accelerator.
@@ -116,11 +126,12 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 def run_in_vm(command: list[str], timeout: int = 900, cwd: str | os.PathLike = REPO,
               env: dict[str, str] | None = None, stream: TextIO | None = None,
-              bundle: bool = True) -> tuple[int, str]:
+              bundle: bool = True, systemd: bool = False) -> tuple[int, str]:
     """Boot the VM, run `command` in `cwd` as root, power off. Returns (exit code, output:
     the command's stdout and stderr together). `env` is added to the VM's environment;
     `stream`, when given, receives the output while the command runs; `bundle` builds the
-    busybox bundle on the host and passes it as $PYRUNTIME_VM_BUNDLE.
+    busybox bundle on the host and passes it as $PYRUNTIME_VM_BUNDLE; `systemd` boots
+    systemd as PID 1 and runs the command as a service of it.
 
     Exit code 124 when the command did not finish within `timeout` seconds (the VM is
     killed), 125 when the VM did not run it at all (boot failure; the output then ends with
@@ -139,7 +150,7 @@ def run_in_vm(command: list[str], timeout: int = 900, cwd: str | os.PathLike = R
         console = Path(tmp) / "console.log"
         (results / "command.sh").write_text(_command_script(list(command), str(cwd), env))
         output_file = results / "output"
-        cmd = qemu_command(boot, results, console)
+        cmd = qemu_command(boot, results, console, systemd=systemd)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         timed_out = False
@@ -193,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         argv, command = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser(
         description="Run a command inside the cgroup-v2 test VM.",
-        usage="%(prog)s [--build-only] [--timeout S] [--cwd DIR] [-- COMMAND...]")
+        usage="%(prog)s [--build-only] [--systemd] [--timeout S] [--cwd DIR] [-- COMMAND...]")
     ap.add_argument("--build-only", action="store_true",
                     help="build (or check) the cached boot files and the bundle, then exit")
+    ap.add_argument("--systemd", action="store_true",
+                    help="boot systemd as PID 1 and run COMMAND as its service "
+                         "(default COMMAND: the systemd tests)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--cwd", default=str(REPO), help="directory to run COMMAND in")
     args = ap.parse_args(argv)
@@ -212,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             return 0
         started = time.monotonic()
-        code, output = run_in_vm(command or DEFAULT_COMMAND, timeout=args.timeout,
-                                 cwd=args.cwd, stream=sys.stdout)
+        default = SYSTEMD_COMMAND if args.systemd else DEFAULT_COMMAND
+        code, output = run_in_vm(command or default, timeout=args.timeout,
+                                 cwd=args.cwd, stream=sys.stdout, systemd=args.systemd)
     except VMError as e:
         print(f"runner: {e}", file=sys.stderr)
         return EXIT_VM_FAILED
