@@ -35,7 +35,14 @@ def start_child(channel_parent: Channel, channel_child: Channel, entry: str, pla
     Forking is the fast path. A process with threads (an embedding program, the pod
     supervisor's executors) must not fork Python: another thread may hold a lock the
     child then waits on forever. There a fresh interpreter is exec'd instead (as runc
-    re-executes `runc init`) and the plan is sent to it over the channel."""
+    re-executes `runc init`) and the plan is sent to it over the channel.
+
+    One exception to "no fork with threads", taken on purpose (architecture.md says
+    never fork Python from a threaded process): the attach warm-up's C thread
+    (pyruntime.cgroups.attach_warmup) may still be waiting in write(2). It never runs
+    Python, holds no lock but glibc's malloc (which fork makes safe), and is not
+    counted above; waiting for it would put the kernel's grace period back on the
+    start path."""
     if _has_threads():
         return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
     module_name, function_name = CHILD_ENTRIES[entry]
