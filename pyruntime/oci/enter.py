@@ -1,10 +1,13 @@
 """`exec`: a new process inside a running container.
 
-Stage 1 (forked, non-dumpable before it touches anything of the container) is placed in
-the container's cgroup by the runtime, joins the container init's namespaces (user
-first), takes init's root, then forks stage 2, which is inside the PID namespace too.
-Stage 2 makes the same last steps as init (terminal, cwd, user, capabilities,
-no_new_privs, seccomp, fds) and execs. A failure before exec comes back over the channel;
+Stage 1 (forked, non-dumpable before it touches anything of the container) joins the
+container init's namespaces (user first), takes init's root, then forks stage 2, which is
+inside the PID namespace too, and reports its pid. The runtime places stage 2 in the
+container's cgroup while stage 2 sets up its session and terminal; stage 2 waits for
+`placed` before it takes the process's user and capabilities (so the kernel's wait on a
+first cgroup.procs write overlaps the work of both stages, see
+pyruntime.cgroups.attach_warmup), then makes the same last steps as init (cwd, user,
+capabilities, no_new_privs, seccomp, fds) and execs. A failure before exec comes back over the channel;
 a successful exec closes the channel's close-on-exec write end, which is the signal.
 """
 from __future__ import annotations
@@ -84,28 +87,40 @@ def _open_namespaces(init_pid: int, config: dict) -> dict[str, int]:
 
 def _converse(channel: Channel, cgroup, stage1: int) -> int:
     pid = 0
+    failed = False
     try:
         while True:
             message = channel.receive()
             if message is None:
                 break
             kind = message["type"]
-            if kind == "stage1":
-                if cgroup is not None:
-                    cgroup.add(message["pid"])
-                channel.send({"type": "go"})
-            elif kind == "pid":
+            if kind == "pid":
                 pid = message["pid"]
+                try:
+                    if cgroup is not None:
+                        cgroup.add(pid)
+                except BaseException:
+                    os.kill(pid, 9)  # outside the cgroup: it must never run
+                    raise
+                channel.send({"type": "placed"})
             elif kind == "error":
-                if pid:
-                    os.waitpid(pid, 0)
                 error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
                 raise error_class(message.get("message", "exec failed"))
+    except BaseException:
+        failed = True
+        raise
     finally:
         os.waitpid(stage1, 0)
+        if failed and pid:
+            # Reparented to us (a child subreaper) once stage 1 is gone.
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
     if not pid:
         raise ContainerStartError("exec: the process could not be started")
     return pid
+
 
 
 def enter_stage1(plan: dict, channel: Channel) -> None:
@@ -113,8 +128,6 @@ def enter_stage1(plan: dict, channel: Channel) -> None:
 
     prctl.set_dumpable(False)
     _import_before_fork(plan["process"], plan["config"])
-    channel.send({"type": "stage1", "pid": os.getpid()})
-    channel.expect("go")
     fds = plan["namespace_fds"]
     for ns_type, (_, flag) in NAMESPACES.items():
         if ns_type in fds:
@@ -165,6 +178,9 @@ def _stage2(plan: dict, channel: Channel) -> None:
             raise ContainerStartError("a tty was asked for but there is no console socket")
         make_container_pty(plan["console_fd"], process.get("consoleSize"),
                            user.get("uid", 0), user.get("gid", 0))
+    # In the container's cgroup before anything of the process's own runs; still root
+    # and without seccomp here, so reading the channel cannot be refused.
+    channel.expect("placed")
     seccomp = config.get("linux", {}).get("seccomp")
     executable = proc.become_process(process, seccomp)
     proc.load_late_seccomp(process, seccomp)

@@ -147,3 +147,22 @@ def test_exec_unknown_container_fails(runtime):
     proc = runtime.run("exec", runtime.new_id("nope"), "true")
     assert proc.returncode != 0
     assert proc.stderr
+
+
+def test_exec_runs_in_the_containers_cgroups(runtime, running, tmp_path):
+    """The exec'd process is in init's cgroup in every hierarchy from its first
+    instruction: it reads its own /proc/self/cgroup before anything else can move it."""
+    cid, pid = running
+    with open(f"/proc/{pid}/cgroup") as f:
+        init_cgroups = f.read()
+    proc = exec_(runtime, cid, cmd=["cat", "/proc/self/cgroup"])
+    assert proc.returncode == 0, proc.stderr
+    inside = proc.stdout
+    # With a cgroup namespace the paths read inside are relative to init's: compare the
+    # hierarchies and, without one, the paths too.
+    assert [line.split(":")[:2] for line in inside.splitlines()] == \
+        [line.split(":")[:2] for line in init_cgroups.splitlines()]
+    if ns_link(pid, "cgroup") == os.readlink("/proc/self/ns/cgroup"):
+        assert inside == init_cgroups
+    else:
+        assert all(line.split(":", 2)[2] == "/" for line in inside.splitlines())
