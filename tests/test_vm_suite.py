@@ -1,6 +1,10 @@
-"""The cgroup-v2 tests, run inside the test VM: boots it once (tests/vm/runner.py) and runs
-`pytest -q -m vm tests/vm` there against this checkout, failing with the in-VM output
-when anything fails there."""
+"""The VM tiers, run from the host: each boots the test VM once (tests/vm/runner.py) and
+runs its marked tests there against this checkout, failing with the in-VM output when
+anything fails there.
+
+- cgroup v2: `pytest -q -m vm tests/vm` in the VM with a shell as PID 1;
+- the systemd cgroup driver: `pytest -q -m systemd tests/vm` in the VM booted with
+  systemd as PID 1 (runner.py --systemd)."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,11 +15,6 @@ from pathlib import Path
 import pytest
 
 RUNNER_PATH = Path(__file__).resolve().parent / "vm" / "runner.py"
-IN_VM_COMMAND = [".venv/bin/python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                 "-m", "vm", "tests/vm"]
-#: Boot takes ~6 s and the smoke tests ~10 s with software emulation; the limit leaves room
-#: for the cgroup tests added to tests/vm and a loaded machine.
-TIMEOUT = 600
 
 pytestmark = [
     pytest.mark.root,
@@ -33,18 +32,32 @@ def _load_runner():
     return module
 
 
-def test_cgroup_v2_tests_pass_in_the_vm():
+def _run_marked_tests_in_vm(marker: str, systemd: bool, timeout: int,
+                            must_not_skip: str) -> None:
     runner = _load_runner()
     # A missing qemu is a failure, not a skip: .ci/setup installs qemu-system-x86, so its
-    # absence means a broken setup, and a skip would silently drop every cgroup-v2 test.
+    # absence means a broken setup, and a skip would silently drop every VM test.
     if runner.qemu_binary() is None:
-        pytest.fail(f"{runner.QEMU} is not installed, so the cgroup-v2 tests cannot run: "
+        pytest.fail(f"{runner.QEMU} is not installed, so the `{marker}` VM tests cannot run: "
                     "apt-get install -y qemu-system-x86 (or run .ci/setup)", pytrace=False)
-    code, output = runner.run_in_vm(IN_VM_COMMAND, timeout=TIMEOUT)
+    command = [".venv/bin/python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+               "-m", marker, "tests/vm"]
+    code, output = runner.run_in_vm(command, timeout=timeout, systemd=systemd)
     if code != 0:
-        pytest.fail(f"in-VM `{' '.join(IN_VM_COMMAND)}` exited {code}:\n{output}",
-                    pytrace=False)
-    # Exit 0 with the smoke tests skipped would mean the VM was not detected as such.
-    skipped = re.findall(r"^SKIPPED .*test_vm_smoke\.py.*$", output, re.M)
-    assert not skipped, "the VM smoke tests skipped inside the VM:\n" + output
+        pytest.fail(f"in-VM `{' '.join(command)}` exited {code}:\n{output}", pytrace=False)
+    # Exit 0 with these tests skipped would mean the VM (or systemd as its PID 1) was not
+    # detected as such.
+    skipped = re.findall(rf"^SKIPPED .*{re.escape(must_not_skip)}.*$", output, re.M)
+    assert not skipped, f"{must_not_skip} skipped inside the VM:\n" + output
     assert re.search(r"\b\d+ passed\b", output), output
+
+
+def test_cgroup_v2_tests_pass_in_the_vm():
+    # Boot ~6 s, the tests a minute or two with software emulation; room for a loaded host.
+    _run_marked_tests_in_vm("vm", systemd=False, timeout=600, must_not_skip="test_vm_smoke.py")
+
+
+def test_systemd_driver_tests_pass_in_the_systemd_vm():
+    # Boot with systemd ~8 s, the tests about a minute and a half.
+    _run_marked_tests_in_vm("systemd", systemd=True, timeout=420,
+                            must_not_skip="test_systemd_cgroup.py")

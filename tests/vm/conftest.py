@@ -4,7 +4,7 @@ Tests here are marked `pytest.mark.vm` and skip themselves unless they run insid
 on the development hosts (cgroup v1 hybrid) they cannot work. tests/test_vm_suite.py, on
 the host, boots the VM and runs `pytest -q -m vm tests/vm` inside it. Tests marked
 `pytest.mark.systemd` need the VM booted with systemd as PID 1 (runner.py --systemd;
-tests/test_vm_systemd_suite.py runs `pytest -q -m systemd tests/vm` there) and skip
+tests/test_vm_suite.py runs `pytest -q -m systemd tests/vm` there) and skip
 themselves everywhere else.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(config, items):
     skip_vm = pytest.mark.skip(reason="needs the cgroup-v2 test VM (run by "
                                       "tests/test_vm_suite.py or tests/vm/runner.py)")
     skip_systemd = pytest.mark.skip(reason="needs the test VM with systemd as PID 1 (run by "
-                                           "tests/test_vm_systemd_suite.py or "
+                                           "tests/test_vm_suite.py or "
                                            "tests/vm/runner.py --systemd)")
     for item in items:
         if item.get_closest_marker("systemd") and not SYSTEMD_PID1:
