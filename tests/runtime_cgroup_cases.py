@@ -20,6 +20,23 @@ PYRUNTIME = os.path.join(REPO, ".venv", "bin", "pyruntime")
 MIB = 1024 * 1024
 
 
+def run_runtime(argv: list[str], directory: str, *, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a runtime command with its output in files under `directory`, not pipes: a
+    detached container keeps its stdio, and a pipe would not reach EOF before it ends."""
+    with open(os.path.join(directory, "out"), "w+") as out, \
+            open(os.path.join(directory, "err"), "w+") as err:
+        proc = subprocess.run(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                              timeout=timeout)
+        out.seek(0)
+        err.seek(0)
+        proc.stdout, proc.stderr = out.read(), err.read()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{os.path.basename(argv[0])} {' '.join(argv[1:])} -> "
+                             f"{proc.returncode}: {proc.stderr}")
+    return proc
+
+
 def cgroup_v2() -> bool:
     return not os.path.isdir("/sys/fs/cgroup/memory")
 
@@ -34,17 +51,8 @@ class Env:
         self.ids: list[str] = []
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60):
-        with open(os.path.join(self.directory, "out"), "w+") as out, \
-                open(os.path.join(self.directory, "err"), "w+") as err:
-            proc = subprocess.run([PYRUNTIME, "--root", self.root, *args], stdout=out,
-                                  stderr=err, stdin=subprocess.DEVNULL, timeout=timeout)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
-        if check and proc.returncode != 0:
-            raise AssertionError(f"pyruntime {' '.join(args)} -> {proc.returncode}: "
-                                 f"{proc.stderr}")
-        return proc
+        return run_runtime([PYRUNTIME, "--root", self.root, *args], self.directory,
+                           check=check, timeout=timeout)
 
     def bundle(self, name: str, args: list[str], resources: dict | None = None,
                mounts: list[dict] = (), capabilities: list[str] | None = None) -> str:

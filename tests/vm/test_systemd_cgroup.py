@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from runtime_cgroup_cases import run_runtime  # noqa: E402
+
 pytestmark = pytest.mark.systemd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,20 +82,8 @@ class Runtime:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120
             ) -> subprocess.CompletedProcess:
-        # Files, not pipes: a detached container keeps its stdio, and a pipe would not
-        # reach EOF before the container ends.
-        with open(self.directory / "out", "w+") as out, \
-                open(self.directory / "err", "w+") as err:
-            proc = subprocess.run([self.binary, "--root", self.root, "--systemd-cgroup",
-                                   *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                  timeout=timeout)
-            out.seek(0)
-            err.seek(0)
-            proc.stdout, proc.stderr = out.read(), err.read()
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{os.path.basename(self.binary)} {' '.join(args)} -> "
-                                 f"{proc.returncode}: {proc.stderr}")
-        return proc
+        return run_runtime([self.binary, "--root", self.root, "--systemd-cgroup", *args],
+                           str(self.directory), check=check, timeout=timeout)
 
     def state(self, container_id: str) -> dict:
         return json.loads(self.cli("state", container_id).stdout)
