@@ -10,86 +10,23 @@ the rootfs are made by the runtime *in the rootfs*, so put them under a tmpfs mo
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 from typing import Any, Callable, Iterable
 
-#: `runc spec` (runc 1.1.5), with process.terminal set to false.
-RUNC_SPEC: dict[str, Any] = {
-    "ociVersion": "1.0.2-dev",
-    "process": {
-        "terminal": False,
-        "user": {"uid": 0, "gid": 0},
-        "args": ["sh"],
-        "env": [
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "TERM=xterm",
-        ],
-        "cwd": "/",
-        "capabilities": {
-            "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-            "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-        },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-        "noNewPrivileges": True,
-    },
-    "root": {"path": "rootfs", "readonly": True},
-    "hostname": "runc",
-    "mounts": [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ],
-    "linux": {
-        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-        "namespaces": [
-            {"type": "pid"},
-            {"type": "network"},
-            {"type": "ipc"},
-            {"type": "uts"},
-            {"type": "mount"},
-        ],
-        "maskedPaths": [
-            "/proc/acpi",
-            "/proc/asound",
-            "/proc/kcore",
-            "/proc/keys",
-            "/proc/latency_stats",
-            "/proc/timer_list",
-            "/proc/timer_stats",
-            "/proc/sched_debug",
-            "/sys/firmware",
-            "/proc/scsi",
-        ],
-        "readonlyPaths": [
-            "/proc/bus",
-            "/proc/fs",
-            "/proc/irq",
-            "/proc/sys",
-            "/proc/sysrq-trigger",
-        ],
-    },
-}
+from pyruntime.oci.spec_defaults import default_spec
 
 CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
 def base_config() -> dict[str, Any]:
-    """A fresh copy of the `runc spec` config (terminal false)."""
-    return copy.deepcopy(RUNC_SPEC)
+    """A fresh copy of the `runc spec` config (terminal false). `pyruntime spec` writes
+    the same document but for the hostname (tests/unit/test_spec_defaults.py compares it
+    with runc's own output), so it is taken from there."""
+    spec = default_spec()
+    spec["process"]["terminal"] = False
+    spec["hostname"] = "runc"
+    return spec
 
 
 # --------------------------------------------------------------------------- pieces

@@ -69,3 +69,17 @@ def test_bundle_spec(rootfs):
     assert spec["annotations"]["org.opencontainers.image.stopSignal"] == "SIGQUIT"
     with pytest.raises(ImageError, match="neither Entrypoint nor Cmd"):
         bundle_spec({"config": {}}, rootfs)
+
+
+def test_the_image_bundles_base_is_what_pyruntime_spec_writes():
+    """pyruntime.image may import nothing of ours (architecture.md), so it keeps its own
+    copy of runc's default spec: it must not drift from pyruntime.oci's, which is checked
+    against `runc spec` itself. The only differences are the two bundle_spec sets on
+    purpose: no terminal, a writable root."""
+    from pyruntime.image.bundle import RUNC_SPEC
+    from pyruntime.oci.spec_defaults import default_spec
+
+    expected = default_spec()
+    expected["process"]["terminal"] = False
+    expected["root"]["readonly"] = False
+    assert RUNC_SPEC == expected
