@@ -7,8 +7,9 @@ container's cgroup while stage 2 sets up its session and terminal; stage 2 waits
 `placed` before it takes the process's user and capabilities (so the kernel's wait on a
 first cgroup.procs write overlaps the work of both stages, see
 pyruntime.cgroups.attach_warmup), then makes the same last steps as init (cwd, user,
-capabilities, no_new_privs, seccomp, fds) and execs. A failure before exec comes back over the channel;
-a successful exec closes the channel's close-on-exec write end, which is the signal.
+capabilities, no_new_privs, seccomp, fds) and execs. A failure before exec comes back
+over the channel; a successful exec closes the channel's close-on-exec write end, which
+is the signal.
 """
 from __future__ import annotations
 
@@ -120,7 +121,6 @@ def _converse(channel: Channel, cgroup, stage1: int) -> int:
     if not pid:
         raise ContainerStartError("exec: the process could not be started")
     return pid
-
 
 
 def enter_stage1(plan: dict, channel: Channel) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import time
 
+from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.errors import (ContainerNotFound, HookError, InvalidState, OCIError,
                                   SpecError)
-from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.exit_status import ExitStatus
 from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
 
@@ -82,8 +82,8 @@ class Runtime:
         # Imported now, while the kernel's wait that attach_warmup started runs, rather
         # than after the cgroup is made (which waits for it too): the cgroup code, and
         # what stage 1 would otherwise import after the fork.
-        from pyruntime.cgroups import api  # noqa: F401
-        from pyruntime.oci.bootstrap import run_bootstrap  # noqa: F401
+        import pyruntime.cgroups.api  # noqa: F401
+        import pyruntime.oci.bootstrap  # noqa: F401
         from pyruntime.oci.init import import_what_init_needs
 
         import_what_init_needs(config)
