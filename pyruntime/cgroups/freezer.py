@@ -13,7 +13,6 @@ so that a failed `pause` does not leave a half-frozen container.
 from __future__ import annotations
 
 import os
-import select
 import time
 
 from pyruntime.cgroups import cgroupfs
@@ -106,6 +105,8 @@ def _freeze_v2(directory: str, timeout: float) -> None:
 def _wait_events(directory: str, key: str, wanted: int, timeout: float) -> bool:
     """Wait until cgroup.events shows `key wanted`. The kernel notifies a change of the
     file as POLLPRI; a short poll cap keeps this correct should a notification be missed."""
+    import select  # freezing is rare; `create` imports this module and does not need it
+
     path = os.path.join(directory, "cgroup.events")
     deadline = time.monotonic() + timeout
     try:

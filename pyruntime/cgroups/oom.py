@@ -13,7 +13,6 @@ which fires on every OOM of the cgroup (and when the cgroup is removed).
 from __future__ import annotations
 
 import os
-import select
 import time
 
 from pyruntime.cgroups import cgroupfs
@@ -83,6 +82,8 @@ class OomWatcher:
     """
 
     def __init__(self, placement: CgroupPlacement) -> None:
+        import select  # only for watching: not on the paths that merely count kills
+
         directory = _memory_dir(placement)
         if directory is None or not os.path.isdir(directory):
             raise CgroupError("cannot watch for OOM kills: the container has no memory cgroup")
@@ -114,6 +115,8 @@ class OomWatcher:
     def wait(self, timeout: float | None = None) -> int:
         """Block until an OOM kill (returns the number of new kills, >= 1) or until
         `timeout` seconds pass or the cgroup goes away (returns 0)."""
+        import select
+
         deadline = None if timeout is None else time.monotonic() + timeout
         poller = select.poll()
         poller.register(self.fileno(), self._mask)

@@ -275,6 +275,8 @@ def _cmd_update(runtime, parsed, log) -> int:
 
 
 def _cmd_events(runtime, parsed, log) -> int:
+    import gc
+
     from pyruntime import jsonlite
     from pyruntime.cli.update_flags import parse_duration
 
@@ -286,6 +288,7 @@ def _cmd_events(runtime, parsed, log) -> int:
     interval = parse_duration(parsed.interval, "interval")
     if interval <= 0:
         raise UsageError("--interval must be greater than 0")
+    gc.enable()  # long-running: see the `pyruntime` script
     for event in runtime.events(container_id, interval):
         sys.stdout.write(jsonlite.dumps(event) + "\n")
         sys.stdout.flush()

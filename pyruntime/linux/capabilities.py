@@ -7,15 +7,14 @@ Applying the OCI `process.capabilities` follows runc: the bounding set is reduce
 (it needs CAP_SETPCAP, so before anything drops it), then effective/permitted/inheritable
 are set exactly with capset(2), then the ambient set is cleared and refilled. A container
 init that changes uid in between calls `drop_bounding_set` before setuid (with
-`prctl.set_keepcaps(True)`) and `set_capabilities` after it, as runc does.
+`process_control.set_keepcaps(True)`) and `set_capabilities` after it, as runc does.
 """
 from __future__ import annotations
 
 import os
 
-import prctl
-
 from pyruntime._native import ffi, lib
+from pyruntime.linux import process_control
 from pyruntime.linux.errors import CapabilityError
 
 CAPABILITIES: dict[str, int] = {
@@ -97,7 +96,7 @@ def drop_bounding_set(keep: set[int]) -> None:
         if cap in keep:
             continue
         try:
-            prctl.capbset_drop(cap)
+            process_control.capbset_drop(cap)
             continue
         except OSError as e:
             err = e.errno or 0

@@ -3,9 +3,11 @@
 Forked by the runtime (which is single-threaded: forking Python from a threaded process
 can deadlock), it becomes non-dumpable before touching any namespace, joins the
 namespaces given by path (user first), creates the new ones (user first, so it owns the
-rest; the runtime writes its id mappings and places it in its cgroup before it answers
-`bootstrap-ok`), then forks the container's init, which is PID 1 of a new PID namespace
-and is born in the container's cgroup, reports init's pid and exits. Init is then
+rest; the runtime writes its id mappings before it answers `bootstrap-ok`, and without a
+user namespace the others are made while the runtime places stage 1 in its cgroup),
+then forks the container's init, which is PID 1 of a new PID namespace and is born in
+the container's cgroup (the runtime's answer comes after the placement), reports init's
+pid and exits. Init is then
 reparented to the runtime, a child subreaper.
 
 Everything init will need is imported before the first namespace is entered: in a new
@@ -24,11 +26,11 @@ from pyruntime.oci.namespaces import NAMESPACES, by_type
 
 
 def run_bootstrap(plan: dict, channel: Channel) -> None:
-    import prctl
+    from pyruntime.linux import process_control
 
     from pyruntime.oci.init import import_what_init_needs, run_init
 
-    prctl.set_dumpable(False)
+    process_control.set_dumpable(False)
     config = plan["config"]
     # Now, while the host's Python library is readable: a process in a new user
     # namespace (and init after pivot_root) may no longer be able to read it.
@@ -55,13 +57,27 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
         sc.setns(join_fds.pop("user"), sc.CLONE_NEWUSER, "user namespace")
     elif new_user:
         sc.unshare(sc.CLONE_NEWUSER)
+    if "user" not in wanted:
+        # Nothing to wait for: the namespaces are made while the runtime places us.
+        _enter_namespaces(wanted, join_fds, linux)
     channel.send({"type": "bootstrap", "pid": os.getpid(), "new_user": new_user})
     channel.expect("bootstrap-ok")
     if "user" in wanted:
         # Become the namespace's root, which the mappings make (some) host uid.
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+        _enter_namespaces(wanted, join_fds, linux)
 
+    pid = os.fork()
+    if pid == 0:
+        run_init(plan, channel)  # never returns
+    channel.send({"type": "init", "pid": pid})
+
+
+def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],
+                      linux: dict) -> None:
+    """Join the namespaces given by path, then create the new ones but user (already
+    done) and cgroup (init's, once it is in its cgroup)."""
     for ns_type, (name, flag) in NAMESPACES.items():
         fd = join_fds.get(ns_type)
         if fd is not None:
@@ -70,7 +86,6 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
 
     flags = 0
     for ns_type, path in wanted.items():
-        # A new cgroup namespace is init's to create, once it is in its cgroup.
         if not path and ns_type not in ("user", "cgroup"):
             flags |= NAMESPACES[ns_type][1]
     if flags:
@@ -81,11 +96,6 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
             for clock, value in linux["timeOffsets"].items()
         )
         _write_proc_self("timens_offsets", offsets, "linux.timeOffsets")
-
-    pid = os.fork()
-    if pid == 0:
-        run_init(plan, channel)  # never returns
-    channel.send({"type": "init", "pid": pid})
 
 
 def _write_proc_self(name: str, value: str, field: str) -> None:

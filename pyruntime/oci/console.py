@@ -100,7 +100,10 @@ class TerminalProxy:
 
     def pump(self, finished) -> None:
         """Copy until `finished()` is true and the master has no more output."""
+        import gc
         import select
+
+        gc.enable()  # may run for hours; the `pyruntime` script starts with it off
 
         inputs = [self.master_fd, 0]
         while True:

@@ -27,7 +27,7 @@ from pyruntime.oci.namespaces import NAMESPACES, same_namespace
 def exec_in_container(record, cgroup, process: dict, *, detach: bool,
                       console_socket: str | None, pid_file: str | None,
                       preserve_fds: int) -> ExitStatus | int:
-    import prctl
+    from pyruntime.linux import process_control
 
     from pyruntime.oci.foreground import Foreground
 
@@ -47,7 +47,7 @@ def exec_in_container(record, cgroup, process: dict, *, detach: bool,
         "preserve_fds": preserve_fds,
     }
     proxy_terminal = process.get("terminal", False) and console_fd is None and not detach
-    prctl.set_child_subreaper(True)
+    process_control.set_child_subreaper(True)
     try:
         with Foreground(proxy_terminal) as foreground:
             plan["console_fd"] = console_fd if console_fd is not None else (
@@ -124,9 +124,9 @@ def _converse(channel: Channel, cgroup, stage1: int) -> int:
 
 
 def enter_stage1(plan: dict, channel: Channel) -> None:
-    import prctl
+    from pyruntime.linux import process_control
 
-    prctl.set_dumpable(False)
+    process_control.set_dumpable(False)
     _import_before_fork(plan["process"], plan["config"])
     fds = plan["namespace_fds"]
     for ns_type, (_, flag) in NAMESPACES.items():

@@ -120,9 +120,9 @@ def import_what_init_needs(config: dict) -> None:
     """Import every module init will use, while the host's Python library is reachable
     (see the bootstrap module's docstring)."""
     import _signal  # noqa: F401
-    import prctl  # noqa: F401
 
     import pyruntime.linux.capabilities  # noqa: F401
+    import pyruntime.linux.process_control  # noqa: F401
     import pyruntime.oci.rootfs  # noqa: F401
 
     if config["process"].get("rlimits"):

@@ -107,15 +107,19 @@ class InitLauncher:
         self.bootstrap_pid = 0
 
     def launch(self) -> int:
-        import prctl
+        from pyruntime.linux import process_control
 
         # Init is reparented to us when stage 1 exits, so we can reap it on failure and
         # wait for it in `run`.
-        prctl.set_child_subreaper(True)
+        process_control.set_child_subreaper(True)
         parent, child = channel_pair()
         try:
             self.bootstrap_pid = start_child(parent, child, "bootstrap", self.plan,
                                              self._fds_to_pass())
+            # At once, while stage 1 starts up and makes its namespaces: it forks init
+            # only after our `bootstrap-ok`, so init is born in the cgroup. The kernel's
+            # wait for the first cgroup.procs write was started early (attach_warmup).
+            self._place(self.bootstrap_pid)
             self._converse(parent)
         except BaseException:
             self.kill_tree()
@@ -141,10 +145,6 @@ class InitLauncher:
             if kind == "bootstrap":
                 if message["new_user"]:
                     self._write_mappings(message["pid"])
-                # Before stage 1 goes on to fork init, so that init is born in the
-                # cgroup. The kernel's wait for the first cgroup.procs write was started
-                # early (attach_warmup), so this costs little.
-                self._place(message["pid"])
                 channel.send({"type": "bootstrap-ok"})
             elif kind == "init":
                 from pyruntime.oci.state import process_start_time

@@ -86,7 +86,7 @@ def enter_cwd(cwd: str) -> None:
 
 def switch_user(user: dict, capabilities: dict | None) -> None:
     """setgroups/setgid/setuid keeping the capabilities the spec grants, then set them."""
-    import prctl
+    from pyruntime.linux import process_control
 
     from pyruntime.linux import capabilities as caps
 
@@ -94,7 +94,7 @@ def switch_user(user: dict, capabilities: dict | None) -> None:
         caps.drop_bounding_set(caps.cap_numbers(capabilities.get("bounding", [])))
     uid = user.get("uid", 0)
     gid = user.get("gid", 0)
-    prctl.set_keepcaps(True)
+    process_control.set_keepcaps(True)
     try:
         groups = user.get("additionalGids") or []
         try:
@@ -112,7 +112,7 @@ def switch_user(user: dict, capabilities: dict | None) -> None:
             f"process.user: cannot switch to uid {uid} gid {gid}: {error.strerror}"
         ) from None
     finally:
-        prctl.set_keepcaps(False)
+        process_control.set_keepcaps(False)
     umask = user.get("umask")
     os.umask(0o022 if umask is None else umask)
     if capabilities is not None:
@@ -125,9 +125,9 @@ def switch_user(user: dict, capabilities: dict | None) -> None:
 
 
 def set_no_new_privileges() -> None:
-    import prctl
+    from pyruntime.linux import process_control
 
-    prctl.set_no_new_privs(1)
+    process_control.set_no_new_privs()
 
 
 def find_executable(args: list[str], env: dict[str, str]) -> str:

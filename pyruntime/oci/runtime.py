@@ -184,12 +184,11 @@ class Runtime:
         the startContainer hooks and execs, which closes its end. We return at that EOF,
         so the process has been exec'd when `start` returns and poststart hooks run.
 
-        Non-blocking, so a dead init cannot hang us; a short poll covers the moments
-        before init's open and between its write and its exec."""
+        Non-blocking until init has opened its end, so a dead init cannot hang us (a
+        short nap covers the moments before that open); then blocking, as init's end
+        closes when it execs or dies, whichever comes first."""
         fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            import select
-
             received = b""
             while True:
                 try:
@@ -206,8 +205,7 @@ class Runtime:
                         raise InvalidState(f"container {record.id}: init exited before start")
                     break
                 if received:
-                    # Wait for init's next byte or its end closing at exec.
-                    select.select([fd], [], [], 0.1)
+                    os.set_blocking(fd, True)  # init's next byte, or its end closing
                 else:
                     # Before init's open, the FIFO reads as EOF: a short nap, not a spin.
                     time.sleep(0.0001)
