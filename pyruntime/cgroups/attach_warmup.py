@@ -17,9 +17,16 @@ fork-safe malloc may be running when the runtime forks stage 1: the child gets n
 it, and the grace period goes on overlapping with stage 1's work until the runtime's
 own cgroup.procs write meets it. Anything that goes wrong is ignored: it only costs the
 time it would have saved.
+
+The `pyruntime` command that .ci/setup installs (native/launcher.c) starts the warm-up
+itself, before the interpreter does (10 ms earlier), in a child process that keeps the
+lock warm until it is told to stop; its pid comes in PYRUNTIME_WARMUP_PID. `begin` then
+has nothing to do in that command, and `end` stops the child once the container's first
+process is placed.
 """
 from __future__ import annotations
 
+import os
 import time
 
 #: When the last warm-up was started: one per grace period is enough (the CLI's `run`
@@ -28,9 +35,40 @@ _last_start = -1.0
 _WINDOW = 0.02
 
 
+def _take_launcher_child() -> int:
+    """The launcher's warm-up child, taken out of the environment (nothing this process
+    starts is to see it)."""
+    value = os.environ.pop("PYRUNTIME_WARMUP_PID", "")
+    return int(value) if value.isdigit() else 0
+
+
+_launcher_child = _take_launcher_child()
+_launcher_started = bool(_launcher_child)
+
+
+def end(wait: bool = True) -> None:
+    """Stop and reap the launcher's warm-up child, if there is one. Called right after a
+    placement went through: the child's own write, which waits for the same grace
+    period, is then over, and SIGKILL ends it at once. With `wait=False` (the command is
+    finishing, maybe before any placement) a child still in its first write is left to
+    whoever reaps this process's orphans; it ends by itself when this process is gone."""
+    global _launcher_child
+    pid, _launcher_child = _launcher_child, 0
+    if not pid:
+        return
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0 if wait else os.WNOHANG)
+    except (ProcessLookupError, ChildProcessError):
+        pass  # already reaped, by a wait for any child
+
+
 def begin() -> None:
-    """Start a warm-up unless one was started in the last few milliseconds."""
+    """Start a warm-up unless one was started in the last few milliseconds, or by the
+    launcher for this command."""
     global _last_start
+    if _launcher_started:
+        return
     now = time.monotonic()
     if now - _last_start < _WINDOW:
         return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from pyruntime.cgroups import attach_warmup
 from pyruntime.linux import syscalls as sc
 from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel, channel_pair
@@ -104,6 +105,7 @@ def _converse(channel: Channel, cgroup, stage1: int) -> int:
                     os.kill(pid, 9)  # outside the cgroup: it must never run
                     raise
                 channel.send({"type": "placed"})
+                attach_warmup.end()
             elif kind == "error":
                 error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
                 raise error_class(message.get("message", "exec failed"))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-from pyruntime.oci.channel import Channel, channel_pair
+from pyruntime.cgroups import attach_warmup
 from pyruntime.linux.kernel_files import write_kernel_file
+from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 from pyruntime.oci.hooks import run_hooks
@@ -120,6 +121,7 @@ class InitLauncher:
             # only after our `bootstrap-ok`, so init is born in the cgroup. The kernel's
             # wait for the first cgroup.procs write was started early (attach_warmup).
             self._place(self.bootstrap_pid)
+            attach_warmup.end()
             self._converse(parent)
         except BaseException:
             self.kill_tree()

@@ -1,0 +1,214 @@
+/*
+ * The `pyruntime` command as .ci/setup installs it: start the kernel's wait for a cgroup
+ * attach, then run the Python CLI (PYRUNTIME_PYTHON -S PYRUNTIME_SCRIPT ARGS...; both paths
+ * are compiled in).
+ *
+ * Why a C front: the first write to any cgroup.procs after a quiet spell waits for an RCU
+ * grace period, 10-15 ms on the test hosts, while holding the kernel's cgroup_mutex (see
+ * pyruntime/cgroups/attach_warmup.py). Started from Python, that warm-up begins only once
+ * the interpreter is up, about 10 ms in, and the creation of the container's cgroup then
+ * waits for the rest of it. Started here it begins at once, and is over by the time the
+ * runtime makes and enters the container's cgroups.
+ *
+ * Started that early, the grace period is over long before the runtime needs the lock, and
+ * the lock cools again one grace period after its last writer. So for `create`, `run` and
+ * `exec` only, a forked child closes every descriptor and writes "0" (itself) to the
+ * cgroup.procs of the cgroup it is already in (a move that moves nothing but takes the
+ * lock) every few milliseconds, until the runtime, which finds its pid in
+ * PYRUNTIME_WARMUP_PID, kills it once the container's first process is in its cgroup.
+ * Whatever fails in the warm-up is ignored: it only costs the time it would have saved.
+ * Everything else is the Python CLI's.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Well under a grace period (10-15 ms here), and few writes. */
+#define WARM_INTERVAL_MS 4
+
+#ifndef PYRUNTIME_PYTHON
+#error "build with -DPYRUNTIME_PYTHON=\"/path/to/venv/bin/python\""
+#endif
+#ifndef PYRUNTIME_SCRIPT
+#error "build with -DPYRUNTIME_SCRIPT=\"/path/to/pyruntime/cli/scripts/pyruntime\""
+#endif
+
+/* runc's global flags that take a value as the next argument (pyruntime.cli.main). */
+static const char *const VALUE_FLAGS[] = {
+    "--root", "--log", "--log-format", "--criu", "--rootless", NULL,
+};
+
+static int takes_value(const char *arg)
+{
+    for (const char *const *flag = VALUE_FLAGS; *flag; flag++)
+        if (strcmp(arg, *flag) == 0 || (arg[0] == '-' && arg[1] != '-' &&
+                                        strcmp(arg + 1, *flag + 2) == 0))
+            return 1;
+    return 0;
+}
+
+/* The command name: the first argument that is neither a global flag nor its value. */
+static const char *command_name(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-')
+            return argv[i];
+        if (strchr(argv[i], '=') == NULL && takes_value(argv[i]))
+            i++;
+    }
+    return NULL;
+}
+
+/* Whether comma-separated `wanted` items all appear in comma-separated `options`. */
+static int all_in(const char *wanted, const char *options)
+{
+    char buffer[256];
+    if (strlen(wanted) >= sizeof buffer)
+        return 0;
+    strcpy(buffer, wanted);
+    for (char *save = NULL, *item = strtok_r(buffer, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        size_t length = strlen(item);
+        const char *at = options;
+        int found = 0;
+        while ((at = strstr(at, item)) != NULL) {
+            if ((at == options || at[-1] == ',') && (at[length] == ',' || at[length] == '\0')) {
+                found = 1;
+                break;
+            }
+            at += length;
+        }
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * The mount point of the hierarchy that /proc/self/cgroup names `controllers` ("" for
+ * cgroup v2), and its root, from /proc/self/mountinfo. Returns 0 when found.
+ */
+static int find_mount(const char *controllers, char *mount_point, char *mount_root)
+{
+    FILE *mountinfo = fopen("/proc/self/mountinfo", "re");
+    if (!mountinfo)
+        return -1;
+    char line[4096];
+    int result = -1;
+    while (result != 0 && fgets(line, sizeof line, mountinfo)) {
+        /* id parent major:minor root mount-point options [optional...] - type source super */
+        char root[PATH_MAX], point[PATH_MAX], type[64], super[1024];
+        const char *separator = strstr(line, " - ");
+        if (!separator || sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
+            sscanf(separator + 3, "%63s %*s %1023s", type, super) != 2)
+            continue;
+        int v2 = controllers[0] == '\0';
+        if (v2 ? strcmp(type, "cgroup2") == 0
+               : strcmp(type, "cgroup") == 0 && all_in(controllers, super)) {
+            strcpy(mount_point, point);
+            strcpy(mount_root, root);
+            result = 0;
+        }
+    }
+    fclose(mountinfo);
+    return result;
+}
+
+/* The cgroup.procs file of this process's own cgroup in the first hierarchy found. */
+static int own_procs_file(char *path, size_t size)
+{
+    FILE *cgroups = fopen("/proc/self/cgroup", "re");
+    if (!cgroups)
+        return -1;
+    char line[PATH_MAX + 256];
+    int result = -1;
+    while (result != 0 && fgets(line, sizeof line, cgroups)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *controllers = strchr(line, ':');
+        char *cgroup = controllers ? strchr(controllers + 1, ':') : NULL;
+        if (!cgroup)
+            continue;
+        *controllers++ = '\0';
+        *cgroup++ = '\0';
+        char mount_point[PATH_MAX], mount_root[PATH_MAX];
+        if (find_mount(controllers, mount_point, mount_root) != 0)
+            continue;
+        /* Inside a cgroup namespace or a bind-mounted subtree the mount's root is not "/". */
+        size_t root_length = strcmp(mount_root, "/") == 0 ? 0 : strlen(mount_root);
+        if (strncmp(cgroup, mount_root, root_length) != 0)
+            continue;
+        const char *below = cgroup + root_length;
+        const char *slash = below[0] && below[strlen(below) - 1] == '/' ? "" : "/";
+        if ((size_t)snprintf(path, size, "%s%s%scgroup.procs", mount_point, below, slash) < size)
+            result = 0;
+    }
+    fclose(cgroups);
+    return result;
+}
+
+/*
+ * In the child: move itself into its own cgroup every few milliseconds, so that the lock
+ * stays warm (one grace period after the last writer it cools again) until the runtime
+ * has placed the container's first process and kills this child. Gives up after a second,
+ * or when the runtime is gone.
+ */
+static void keep_warm(const char *path, pid_t runtime)
+{
+    /* The caller's pipes must not be held open by this child. */
+    syscall(SYS_close_range, 0U, ~0U, 0U);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        _exit(0);
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = WARM_INTERVAL_MS * 1000000L};
+    for (int i = 0; i < 1000 / WARM_INTERVAL_MS && getppid() == runtime; i++) {
+        if (write(fd, "0", 1) != 1)
+            break;
+        nanosleep(&pause, NULL);
+    }
+    _exit(0);
+}
+
+static pid_t start_warmup(void)
+{
+    char path[PATH_MAX + 64];
+    if (own_procs_file(path, sizeof path) != 0)
+        return -1;
+    pid_t runtime = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        keep_warm(path, runtime);
+    return pid;
+}
+
+int main(int argc, char **argv)
+{
+    const char *command = command_name(argc, argv);
+    if (command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
+                    strcmp(command, "exec") == 0)) {
+        pid_t helper = start_warmup();
+        if (helper > 0) {
+            char value[16];
+            snprintf(value, sizeof value, "%d", (int)helper);
+            setenv("PYRUNTIME_WARMUP_PID", value, 1);
+        }
+    }
+    char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);
+    if (!python_argv) {
+        perror("pyruntime");
+        return 255;
+    }
+    python_argv[0] = PYRUNTIME_PYTHON;
+    python_argv[1] = "-S";
+    python_argv[2] = PYRUNTIME_SCRIPT;
+    for (int i = 1; i < argc; i++)
+        python_argv[i + 2] = argv[i];
+    execv(PYRUNTIME_PYTHON, python_argv);
+    fprintf(stderr, "pyruntime: cannot run %s: %m\n", PYRUNTIME_PYTHON);
+    return 255;
+}
