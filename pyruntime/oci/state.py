@@ -98,9 +98,12 @@ class ContainerRecord:
             return "stopped"
         if os.path.exists(self.fifo_path):
             return "created"
-        if self._frozen():
-            return "paused"
-        return "running"
+        frozen = self._frozen()
+        if frozen is None:
+            # The cgroup went away since init was seen alive: systemd removes a scope's
+            # as soon as its last process has exited, init included.
+            return "running" if self.init_alive() else "stopped"
+        return "paused" if frozen else "running"
 
     def cgroup(self):
         paths = self.data.get("cgroup_paths")
@@ -117,16 +120,18 @@ class ContainerRecord:
 
         return CgroupPlacement(paths, self.data.get("cgroup_created", []))
 
-    def _frozen(self) -> bool:
+    def _frozen(self) -> bool | None:
+        """Whether the container's cgroup is frozen; None when that cannot be read."""
         cgroup = self.cgroup()
         if cgroup is None:
             return False
+        from pyruntime.cgroups.errors import CgroupError
         from pyruntime.cgroups.freezer import is_frozen
 
         try:
             return is_frozen(cgroup)
-        except OSError:
-            return False
+        except (OSError, CgroupError):
+            return None
 
     def oom_killed(self) -> bool:
         cgroup = self.cgroup()
