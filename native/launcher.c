@@ -31,6 +31,8 @@
 
 /* Well under a grace period (10-15 ms here), and few writes. */
 #define WARM_INTERVAL_MS 4
+/* A runtime that never stops the child (it failed early) is gone long before this. */
+#define WARM_LIMIT_S 1
 
 #ifndef PYRUNTIME_PYTHON
 #error "build with -DPYRUNTIME_PYTHON=\"/path/to/venv/bin/python\""
@@ -155,8 +157,8 @@ static int own_procs_file(char *path, size_t size)
 /*
  * In the child: move itself into its own cgroup every few milliseconds, so that the lock
  * stays warm (one grace period after the last writer it cools again) until the runtime
- * has placed the container's first process and kills this child. Gives up after a second,
- * or when the runtime is gone.
+ * has placed the container's first process and kills this child. Gives up after a second
+ * (the first write alone can take longer under emulation), or when the runtime is gone.
  */
 static void keep_warm(const char *path, pid_t runtime)
 {
@@ -166,11 +168,14 @@ static void keep_warm(const char *path, pid_t runtime)
     if (fd < 0)
         _exit(0);
     const struct timespec pause = {.tv_sec = 0, .tv_nsec = WARM_INTERVAL_MS * 1000000L};
-    for (int i = 0; i < 1000 / WARM_INTERVAL_MS && getppid() == runtime; i++) {
-        if (write(fd, "0", 1) != 1)
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        if (getppid() != runtime || write(fd, "0", 1) != 1)
             break;
         nanosleep(&pause, NULL);
-    }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - start.tv_sec < WARM_LIMIT_S);
     _exit(0);
 }
 

@@ -46,19 +46,20 @@ _launcher_child = _take_launcher_child()
 _launcher_started = bool(_launcher_child)
 
 
-def end(wait: bool = True) -> None:
-    """Stop and reap the launcher's warm-up child, if there is one. Called right after a
-    placement went through: the child's own write, which waits for the same grace
-    period, is then over, and SIGKILL ends it at once. With `wait=False` (the command is
-    finishing, maybe before any placement) a child still in its first write is left to
-    whoever reaps this process's orphans; it ends by itself when this process is gone."""
+def end() -> None:
+    """Stop and reap the launcher's warm-up child, if there is one: right after a
+    placement went through, and when the command finishes. After a placement the child's
+    own write, which waits for the same grace period, is over and SIGKILL ends it at
+    once; a command that failed before placing anything may wait for the rest of that
+    write (one grace period at most). Never left behind: it would become the orphan of
+    whoever called the runtime (a shim, conmon, a test suite)."""
     global _launcher_child
     pid, _launcher_child = _launcher_child, 0
     if not pid:
         return
     try:
         os.kill(pid, 9)
-        os.waitpid(pid, 0 if wait else os.WNOHANG)
+        os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass  # already reaped, by a wait for any child
 
