@@ -7,17 +7,17 @@
  * grace period, 10-15 ms on the test hosts, while holding the kernel's cgroup_mutex (see
  * pyruntime/cgroups/attach_warmup.py). Started from Python, that warm-up begins only once
  * the interpreter is up, about 10 ms in, and the creation of the container's cgroup then
- * waits for the rest of it. Started here it begins at once, and is over by the time the
- * runtime makes and enters the container's cgroups.
+ * waits for the rest of it. Started here, it is over before the runtime needs the lock;
+ * but the lock cools again one grace period after its last writer, so it must also be
+ * kept warm until then.
  *
- * Started that early, the grace period is over long before the runtime needs the lock, and
- * the lock cools again one grace period after its last writer. So for `create`, `run` and
- * `exec` only, a forked child closes every descriptor and writes "0" (itself) to the
- * cgroup.procs of the cgroup it is already in (a move that moves nothing but takes the
- * lock) every few milliseconds, until the runtime, which finds its pid in
- * PYRUNTIME_WARMUP_PID, kills it once the container's first process is in its cgroup.
- * Whatever fails in the warm-up is ignored: it only costs the time it would have saved.
- * Everything else is the Python CLI's.
+ * So for `create`, `run` and `exec` only, a forked child closes every descriptor and
+ * writes "0" (itself) to the cgroup.procs of the cgroup it is already in (a move that
+ * moves nothing but takes the lock) every few milliseconds, until the runtime, which
+ * finds its pid in PYRUNTIME_WARMUP_PID, kills and reaps it once the container's first
+ * process is in its cgroup (or the command ends). Whatever fails in the warm-up is
+ * ignored: it only costs the time it would have saved. Everything else is the Python
+ * CLI's.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -31,7 +31,7 @@
 
 /* Well under a grace period (10-15 ms here), and few writes. */
 #define WARM_INTERVAL_MS 4
-/* A runtime that never stops the child (it failed early) is gone long before this. */
+/* A safety net: the runtime stops the child within milliseconds, or is gone. */
 #define WARM_LIMIT_S 1
 
 #ifndef PYRUNTIME_PYTHON
