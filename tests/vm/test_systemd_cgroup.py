@@ -7,6 +7,7 @@ properties. Skipped anywhere systemd is not PID 1 of the VM (tests/vm/conftest.p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -307,6 +308,19 @@ def test_a_slice_name_makes_a_slice_unit(pyruntime):
     assert not (CGROUP_ROOT / name).exists()
 
 
+@contextlib.contextmanager
+def process_for_unit(unit: str):
+    """A `sleep 300` for a test to put in `unit`; killed, and the unit stopped, however
+    the test ends."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        yield sleeper
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+
+
 def test_systemds_private_socket_works_without_the_bus(leak_check):
     """The fallback when no dbus-daemon runs: a direct connection to PID 1, where job
     signals come without Hello, AddMatch or Subscribe."""
@@ -314,26 +328,21 @@ def test_systemds_private_socket_works_without_the_bus(leak_check):
     from pyruntime.cgroups.systemd_unit import start_properties
 
     unit = f"{leak_check.id_prefix}-private.scope"
-    sleeper = subprocess.Popen(["sleep", "300"])
-    try:
-        with SystemdManager.open(PRIVATE_SOCKET, on_bus=False) as manager:
-            assert str(manager.manager_property("Version")).startswith("252")
-            manager.start_transient_unit(
-                unit, start_properties(unit, "system.slice", "test", sleeper.pid))
-            control_group = manager.unit_property(unit, "org.freedesktop.systemd1.Scope",
-                                                  "ControlGroup")
-            assert control_group == f"/system.slice/{unit}"
-            assert Path(f"/proc/{sleeper.pid}/cgroup").read_text() == f"0::{control_group}\n"
-            sleeper.kill()
-            sleeper.wait()
-            manager.stop_unit(unit)
-            manager.reset_failed_unit(unit)
-            assert manager.unit_property(unit, "org.freedesktop.systemd1.Unit",
-                                         "ActiveState") is None
-    finally:
+    with process_for_unit(unit) as sleeper, \
+            SystemdManager.open(PRIVATE_SOCKET, on_bus=False) as manager:
+        assert str(manager.manager_property("Version")).startswith("252")
+        manager.start_transient_unit(
+            unit, start_properties(unit, "system.slice", "test", sleeper.pid))
+        control_group = manager.unit_property(unit, "org.freedesktop.systemd1.Scope",
+                                              "ControlGroup")
+        assert control_group == f"/system.slice/{unit}"
+        assert Path(f"/proc/{sleeper.pid}/cgroup").read_text() == f"0::{control_group}\n"
         sleeper.kill()
         sleeper.wait()
-        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+        manager.stop_unit(unit)
+        manager.reset_failed_unit(unit)
+        assert manager.unit_property(unit, "org.freedesktop.systemd1.Unit",
+                                     "ActiveState") is None
     assert unit_gone(unit)
 
 
@@ -346,21 +355,16 @@ def test_a_job_whose_signal_never_comes_still_ends(leak_check):
     from pyruntime.cgroups.systemd_unit import start_properties
 
     unit = f"{leak_check.id_prefix}-nosignal.scope"
-    sleeper = subprocess.Popen(["sleep", "300"])
-    try:
-        with SystemdManager.open(find_system_bus(), on_bus=True, jobs=False) as manager:
-            began = time.monotonic()
-            manager.start_transient_unit(
-                unit, start_properties(unit, "system.slice", "test", sleeper.pid))
-            assert time.monotonic() - began >= JOB_POLL  # it did wait for the signal
-            assert show(unit, "ActiveState")["ActiveState"] == "active"
-            sleeper.kill()
-            sleeper.wait()
-            manager.stop_unit(unit)
-    finally:
+    with process_for_unit(unit) as sleeper, \
+            SystemdManager.open(find_system_bus(), on_bus=True, jobs=False) as manager:
+        began = time.monotonic()
+        manager.start_transient_unit(
+            unit, start_properties(unit, "system.slice", "test", sleeper.pid))
+        assert time.monotonic() - began >= JOB_POLL  # it did wait for the signal
+        assert show(unit, "ActiveState")["ActiveState"] == "active"
         sleeper.kill()
         sleeper.wait()
-        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+        manager.stop_unit(unit)
     assert unit_gone(unit)
 
 
