@@ -32,7 +32,7 @@
 /* Well under a grace period (10-15 ms here), and few writes. */
 #define WARM_INTERVAL_MS 4
 /* A safety net: the runtime stops the child within milliseconds, or is gone. */
-#define WARM_LIMIT_S 1
+#define WARM_LIMIT_MS 1000
 
 #ifndef PYRUNTIME_PYTHON
 #error "build with -DPYRUNTIME_PYTHON=\"/path/to/venv/bin/python\""
@@ -154,6 +154,13 @@ static int own_procs_file(char *path, size_t size)
     return result;
 }
 
+static long elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000L + (now.tv_nsec - since->tv_nsec) / 1000000L;
+}
+
 /*
  * In the child: move itself into its own cgroup every few milliseconds, so that the lock
  * stays warm (one grace period after the last writer it cools again) until the runtime
@@ -168,14 +175,10 @@ static void keep_warm(const char *path, pid_t runtime)
     if (fd < 0)
         _exit(0);
     const struct timespec pause = {.tv_sec = 0, .tv_nsec = WARM_INTERVAL_MS * 1000000L};
-    struct timespec start, now;
+    struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    do {
-        if (getppid() != runtime || write(fd, "0", 1) != 1)
-            break;
+    while (getppid() == runtime && write(fd, "0", 1) == 1 && elapsed_ms(&start) < WARM_LIMIT_MS)
         nanosleep(&pause, NULL);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    } while (now.tv_sec - start.tv_sec < WARM_LIMIT_S);
     _exit(0);
 }
 

@@ -105,7 +105,11 @@ _REPORT_SCRIPT = r"""
 import os, sys, time
 helper = os.environ.get("PYRUNTIME_WARMUP_PID", "")
 if sys.argv[1:2] == ["--wait-for-line"]:
-    time.sleep(0.2)  # past the grace period: the helper has written several times
+    time.sleep(0.3)  # past the grace period: the helper has written several times
+    with open(f"/proc/{helper}/stat") as f:
+        state = f.read().rpartition(") ")[2][0]
+    # (An exited child's v1 cgroups read as "/", which would pass for a wrong move.)
+    assert state != "Z", "the warm-up child stopped before it was told to"
     with open(f"/proc/{helper}/cgroup") as f:
         helper_cgroups = f.read()
     with open("/proc/self/cgroup") as f:
@@ -160,9 +164,13 @@ def test_the_launchers_warm_up_child_stays_in_the_launchers_own_cgroup(test_laun
     # The launcher is exec'd by a shell already moved into the nested cgroups, so that
     # the child it forks starts there and must find that cgroup's cgroup.procs.
     argv = ["sh", "-c", 'read line; exec "$0" "$@"', test_launcher, "--wait-for-line", "run"]
-    with in_nested_cgroups(argv) as (child, directories):
+    with in_nested_cgroups(argv, stderr=subprocess.PIPE) as (child, directories):
         assert directories
-        output, _ = child.communicate("go\n", timeout=30)
+        # Started just before a whole second of CLOCK_MONOTONIC, which the child's time
+        # limit must not mistake for a second gone by.
+        time.sleep((0.9 - time.monotonic() % 1) % 1)
+        output, errors = child.communicate("go\n", timeout=30)
+    assert child.returncode == 0, errors
     same, cgroups = output.split(" ", 1)
     assert same == "True", cgroups
     name = os.path.basename(directories[0])
