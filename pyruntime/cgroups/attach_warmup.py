@@ -4,11 +4,11 @@ Every write to a `cgroup.procs` file takes the kernel's cgroup_threadgroup_rwsem
 writing, and the first writer after a quiet spell waits for an RCU grace period (the
 rcu_sync in percpu_down_write): 5-15 ms on the development hosts, as long as a third of
 runc's whole `run`. For about one more grace period after the last writer, further
-writers pass straight through. So `create` starts a thread that moves this process into
-the cgroup it is already in (a no-op move that still takes the lock) as soon as it knows
-a container will be created; the grace period then elapses while the runtime imports,
-reads the bundle and makes the container's cgroup, and the real placements of the
-container's processes a few milliseconds later find the lock warm.
+writers pass straight through. So `Runtime.create`, `run` and `exec` first start a
+thread that moves this process into the cgroup it is already in (a no-op move that
+still takes the lock); the grace period then elapses while the runtime reads the bundle,
+imports what init needs and makes the container's cgroup, and the real placements of
+the container's processes a few milliseconds later find the lock warm.
 
 The write runs on a C thread (`pyrt_background_write` in native/), not a Python one: a
 Python thread first waits for the GIL, up to 5 ms while the main thread imports. And a
@@ -29,8 +29,8 @@ from __future__ import annotations
 import os
 import time
 
-#: When the last warm-up was started: one per grace period is enough (the CLI's `run`
-#: asks twice, and a long-lived embedder creating containers asks many times).
+#: When the last warm-up was started: one per grace period is enough (a long-lived
+#: embedder creating containers asks many times).
 _last_start = -1.0
 _WINDOW = 0.02
 

@@ -94,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
         RuntimeLog().error(str(error))
         return error.exit_code
-    if rest and rest[0] in ("create", "run", "exec"):
-        from pyruntime.cgroups import attach_warmup
-
-        attach_warmup.begin()  # as early as possible: see its docstring
     from pyruntime.cli.log import RuntimeLog
 
     log = RuntimeLog(options.log, options.log_format, options.debug)

@@ -79,9 +79,9 @@ class Runtime:
         from pyruntime.cgroups.placement import CgroupPlacement
         from pyruntime.oci.launcher import InitLauncher
 
-        # Imported now, while the kernel's wait that attach_warmup started runs, rather
-        # than after the cgroup is made (which waits for it too): the cgroup code, and
-        # what stage 1 would otherwise import after the fork.
+        # Imported now, before the fork, so that stage 1 does not import them on the
+        # start path; without the native launcher this also overlaps the kernel's wait
+        # that attach_warmup started, which making the cgroup would otherwise wait for.
         import pyruntime.cgroups.api  # noqa: F401
         import pyruntime.oci.bootstrap  # noqa: F401
         from pyruntime.oci.init import import_what_init_needs
