@@ -209,6 +209,24 @@ def test_invalid_id_refused(runtime, bundle, bad_id):
 
 
 # --------------------------------------------------------------------------- concurrency
+def _init_as_seen(root: str, container_id: str) -> str:
+    """What the state file says of a container's init, and what /proc says of that pid
+    (a rare failure of the test below left one container not `created`)."""
+    try:
+        with open(os.path.join(root, container_id, "state.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as error:
+        return f"{container_id}: no state ({error})"
+    try:
+        with open(f"/proc/{data.get('pid')}/stat") as f:
+            fields = f.read().rpartition(") ")[2].split()
+        seen = f"state {fields[0]}, start time {fields[19]}"
+    except OSError:
+        seen = "no such process"
+    return (f"{container_id}: init pid {data.get('pid')} recorded with start time "
+            f"{data.get('pid_start')}; now {seen}")
+
+
 def test_parallel_creates(runtime, bundle):
     b = bundle(["sleep", "3600"])
     ids = [runtime.new_id(f"p{i}") for i in range(20)]
@@ -226,8 +244,11 @@ def test_parallel_creates(runtime, bundle):
     assert not failed
     assert sorted(runtime.list_ids()) == sorted(ids)
     states = {cid: runtime.run("state", cid) for cid in ids}
-    assert {cid: json.loads(p.stdout)["status"] if p.returncode == 0 else p.stderr
-            for cid, p in states.items()} == {cid: "created" for cid in ids}
+    statuses = {cid: json.loads(p.stdout)["status"] if p.returncode == 0 else p.stderr
+                for cid, p in states.items()}
+    assert statuses == {cid: "created" for cid in ids}, [
+        _init_as_seen(runtime.root, cid) for cid, status in statuses.items()
+        if status != "created"]
 
     deleted: dict[str, object] = {}
 
