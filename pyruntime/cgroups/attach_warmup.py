@@ -18,7 +18,7 @@ it, and the grace period goes on overlapping with stage 1's work until the runti
 own cgroup.procs write meets it. Anything that goes wrong is ignored: it only costs the
 time it would have saved.
 
-The `pyruntime` command that .ci/setup installs (native/launcher.c) starts the warm-up
+The `pyruntime` command that .ci/setup installs (native/launcher/) starts the warm-up
 itself, before the interpreter does (10 ms earlier), in a child process that keeps the
 lock warm until it is told to stop; its pid comes in PYRUNTIME_WARMUP_PID. `begin` then
 has nothing to do in that command, and `end` stops the child once the container's first

@@ -125,7 +125,7 @@ if helper:
 
 @pytest.fixture(scope="module")
 def test_launcher(tmp_path_factory):
-    """native/launcher.c built as .ci/setup builds it, but running a script that reports
+    """native/launcher/ built as .ci/setup builds it, but running a script that reports
     on the warm-up child instead of the CLI."""
     from tests.integration import REPO_ROOT
 
@@ -133,10 +133,8 @@ def test_launcher(tmp_path_factory):
     script = directory / "report.py"
     script.write_text(_REPORT_SCRIPT)
     binary = directory / "pyruntime"
-    subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(binary),
-                    str(REPO_ROOT / "native" / "launcher.c"),
-                    f'-DPYRUNTIME_PYTHON="{sys.executable}"', f'-DPYRUNTIME_SCRIPT="{script}"'],
-                   check=True)
+    subprocess.run([str(REPO_ROOT / "native" / "launcher" / "build.sh"), str(binary),
+                    sys.executable, str(script)], check=True)
     return str(binary)
 
 

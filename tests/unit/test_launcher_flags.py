@@ -1,4 +1,4 @@
-"""native/launcher.c finds the command name by skipping runc's global flags, and must
+"""native/launcher/main.c finds the command name by skipping runc's global flags, and must
 know which of them take a value: its list is kept equal to the CLI's own."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyruntime.cli.main import GLOBAL_FLAGS
 
-LAUNCHER = Path(__file__).resolve().parents[2] / "native" / "launcher.c"
+LAUNCHER = Path(__file__).resolve().parents[2] / "native" / "launcher" / "main.c"
 
 
 def test_the_launchers_value_flags_are_the_clis():

@@ -1,25 +1,22 @@
 /*
- * The `pyruntime` command as .ci/setup installs it: start the kernel's wait for a cgroup
- * attach, then run the Python CLI (PYRUNTIME_PYTHON -S PYRUNTIME_SCRIPT ARGS...; both paths
- * are compiled in).
+ * The cgroup attach warm-up of the `pyruntime` command (see main.c and
+ * pyruntime/cgroups/attach_warmup.py): the first write to any cgroup.procs after a quiet
+ * spell waits for an RCU grace period, 10-15 ms on the test hosts, while holding the
+ * kernel's cgroup_mutex. Started from Python, that wait begins only once the interpreter
+ * is up, about 10 ms in, and the creation of the container's cgroup then waits for the
+ * rest of it. Started here, it is over before the runtime needs the lock; but the lock
+ * cools again one grace period after its last writer, so it must also be kept warm until
+ * then.
  *
- * Why a C front: the first write to any cgroup.procs after a quiet spell waits for an RCU
- * grace period, 10-15 ms on the test hosts, while holding the kernel's cgroup_mutex (see
- * pyruntime/cgroups/attach_warmup.py). Started from Python, that warm-up begins only once
- * the interpreter is up, about 10 ms in, and the creation of the container's cgroup then
- * waits for the rest of it. Started here, it is over before the runtime needs the lock;
- * but the lock cools again one grace period after its last writer, so it must also be
- * kept warm until then.
- *
- * So for `create`, `run` and `exec` only, a forked child closes every descriptor and
- * writes "0" (itself) to the cgroup.procs of the cgroup it is already in (a move that
- * moves nothing but takes the lock) every few milliseconds, until the runtime, which
- * finds its pid in PYRUNTIME_WARMUP_PID, kills and reaps it once the container's first
- * process is in its cgroup (or the command ends). Whatever fails in the warm-up is
- * ignored: it only costs the time it would have saved. Everything else is the Python
- * CLI's.
+ * So a forked child closes every descriptor and writes "0" (itself) to the cgroup.procs
+ * of the cgroup it is already in (a move that moves nothing but takes the lock) every few
+ * milliseconds, until the runtime, which finds its pid in PYRUNTIME_WARMUP_PID, kills and
+ * reaps it once the container's first process is in its cgroup (or the command ends).
+ * Whatever fails in the warm-up is ignored: it only costs the time it would have saved.
  */
 #define _GNU_SOURCE
+#include "cgroup_warmup.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,39 +30,6 @@
 #define WARM_INTERVAL_MS 4
 /* A safety net: the runtime stops the child within milliseconds, or is gone. */
 #define WARM_LIMIT_MS 1000
-
-#ifndef PYRUNTIME_PYTHON
-#error "build with -DPYRUNTIME_PYTHON=\"/path/to/venv/bin/python\""
-#endif
-#ifndef PYRUNTIME_SCRIPT
-#error "build with -DPYRUNTIME_SCRIPT=\"/path/to/pyruntime/cli/scripts/pyruntime\""
-#endif
-
-/* runc's global flags that take a value as the next argument (pyruntime.cli.main). */
-static const char *const VALUE_FLAGS[] = {
-    "--root", "--log", "--log-format", "--criu", "--rootless", NULL,
-};
-
-static int takes_value(const char *arg)
-{
-    for (const char *const *flag = VALUE_FLAGS; *flag; flag++)
-        if (strcmp(arg, *flag) == 0 || (arg[0] == '-' && arg[1] != '-' &&
-                                        strcmp(arg + 1, *flag + 2) == 0))
-            return 1;
-    return 0;
-}
-
-/* The command name: the first argument that is neither a global flag nor its value. */
-static const char *command_name(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-')
-            return argv[i];
-        if (strchr(argv[i], '=') == NULL && takes_value(argv[i]))
-            i++;
-    }
-    return NULL;
-}
 
 /* Whether comma-separated `wanted` items all appear in comma-separated `options`. */
 static int all_in(const char *wanted, const char *options)
@@ -182,7 +146,7 @@ static void keep_warm(const char *path, pid_t runtime)
     _exit(0);
 }
 
-static pid_t start_warmup(void)
+pid_t start_cgroup_warmup(void)
 {
     char path[PATH_MAX + 64];
     if (own_procs_file(path, sizeof path) != 0)
@@ -194,29 +158,3 @@ static pid_t start_warmup(void)
     return pid;
 }
 
-int main(int argc, char **argv)
-{
-    const char *command = command_name(argc, argv);
-    if (command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
-                    strcmp(command, "exec") == 0)) {
-        pid_t helper = start_warmup();
-        if (helper > 0) {
-            char value[16];
-            snprintf(value, sizeof value, "%d", (int)helper);
-            setenv("PYRUNTIME_WARMUP_PID", value, 1);
-        }
-    }
-    char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);
-    if (!python_argv) {
-        perror("pyruntime");
-        return 255;
-    }
-    python_argv[0] = PYRUNTIME_PYTHON;
-    python_argv[1] = "-S";
-    python_argv[2] = PYRUNTIME_SCRIPT;
-    for (int i = 1; i < argc; i++)
-        python_argv[i + 2] = argv[i];
-    execv(PYRUNTIME_PYTHON, python_argv);
-    fprintf(stderr, "pyruntime: cannot run %s: %m\n", PYRUNTIME_PYTHON);
-    return 255;
-}

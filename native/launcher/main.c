@@ -1,0 +1,189 @@
+/*
+ * The `pyruntime` command as .ci/setup installs it (build.sh compiles this directory):
+ * a small C front to the Python CLI, which is PYRUNTIME_PYTHON -S PYRUNTIME_SCRIPT ARGS...
+ * (both paths compiled in).
+ *
+ * Why a C front, for two reasons that the start-up benchmark measured:
+ *
+ * - `create`, `run` and `exec` start the kernel's wait for a cgroup attach here, before
+ *   Python starts (cgroup_warmup.c), and then run the Python CLI.
+ *
+ * - `start` and `delete` of a plain container are done here, without Python
+ *   (native_commands.c). They make no process and do little: open a FIFO, remove a few
+ *   directories. An interpreter start alone (about 7-10 ms here) costs more than runc's
+ *   whole `start` or `delete`, and an engine runs both for every container, so that
+ *   create + start + delete could never come near runc's while each paid for one.
+ *   The Python runtime stays the reference and does everything else: these commands
+ *   hand over to it, before changing anything, for a container with hooks to run, a
+ *   systemd unit, processes to kill, or anything unexpected in its record, for any flag
+ *   but --root, --log, --log-format, --systemd-cgroup, --rootless and --criu, and for
+ *   every error but the two that `start` can only report after it has acted.
+ *   PYRUNTIME_PYTHON_ONLY=1 in the environment sends every command to Python.
+ *
+ * This is not a second runtime: no process model changes (each command is still one
+ * short process, as runc's), and state.json stays what the Python runtime writes.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cgroup_warmup.h"
+#include "native_commands.h"
+#include "runtime_log.h"
+
+#ifndef PYRUNTIME_PYTHON
+#error "build with -DPYRUNTIME_PYTHON=\"/path/to/venv/bin/python\""
+#endif
+#ifndef PYRUNTIME_SCRIPT
+#error "build with -DPYRUNTIME_SCRIPT=\"/path/to/pyruntime/cli/scripts/pyruntime\""
+#endif
+
+#define DEFAULT_ROOT "/run/pyruntime"  /* pyruntime.oci.runtime.DEFAULT_ROOT */
+
+/* runc's global flags that take a value as the next argument (pyruntime.cli.main). */
+static const char *const VALUE_FLAGS[] = {
+    "--root", "--log", "--log-format", "--criu", "--rootless", NULL,
+};
+
+/* The global flags as far as the native commands need them. */
+struct global_options {
+    const char *root;
+    struct runtime_log log;
+    int python_only;  /* a flag, or a form of one, that only the Python CLI handles */
+    int command;      /* argv index of the command name; argc when there is none */
+};
+
+/* The flag's name without its leading dashes (the Python CLI takes any number). */
+static const char *flag_name(const char *arg, size_t *length)
+{
+    while (*arg == '-')
+        arg++;
+    const char *equals = strchr(arg, '=');
+    *length = equals ? (size_t)(equals - arg) : strlen(arg);
+    return arg;
+}
+
+static int is_flag(const char *name, size_t length, const char *flag)
+{
+    return strlen(flag) == length && strncmp(name, flag, length) == 0;
+}
+
+static int takes_value(const char *name, size_t length)
+{
+    for (const char *const *flag = VALUE_FLAGS; *flag; flag++)
+        if (is_flag(name, length, *flag + 2))
+            return 1;
+    return 0;
+}
+
+/* The command name is the first argument that is neither a global flag nor its value. */
+static struct global_options parse_global_options(int argc, char **argv)
+{
+    struct global_options options = {
+        .root = DEFAULT_ROOT, .log = {.path = NULL, .json = 0}, .python_only = 0,
+        .command = argc,
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || strcmp(arg, "-") == 0 || strcmp(arg, "--") == 0) {
+            options.command = arg[0] == '-' ? argc : i;
+            options.python_only |= arg[0] == '-';
+            break;
+        }
+        size_t length;
+        const char *name = flag_name(arg, &length);
+        if (!takes_value(name, length)) {
+            options.python_only |= !is_flag(name, length, "systemd-cgroup") ||
+                                   name[length] == '=';
+            continue;
+        }
+        const char *value = name[length] == '=' ? name + length + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                options.python_only = 1;
+                break;
+            }
+            value = argv[++i];
+        }
+        if (is_flag(name, length, "root"))
+            options.root = value;
+        else if (is_flag(name, length, "log"))
+            options.log.path = value;
+        else if (is_flag(name, length, "log-format"))
+            options.log.json = strcmp(value, "json") == 0;
+        if (value[0] == '\0' || (is_flag(name, length, "log-format") &&
+                                 strcmp(value, "json") != 0 && strcmp(value, "text") != 0))
+            options.python_only = 1;  /* for the Python CLI to refuse */
+    }
+    return options;
+}
+
+/* `start ID`, `delete [-f|--force] ID`: the ID, or NULL for any other form of them. */
+static const char *container_id(int argc, char **argv, int first, int force_allowed)
+{
+    const char *id = NULL;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' && !id) {
+            id = arg;
+            continue;
+        }
+        size_t length;
+        const char *name = flag_name(arg, &length);
+        int is_force = is_flag(name, length, "force") || is_flag(name, length, "f");
+        if (arg[0] != '-' || id || !force_allowed || !is_force || name[length] == '=')
+            return NULL;
+    }
+    return id;
+}
+
+/* The exit code of a command done here, or PYTHON_NEEDED. */
+static int native_command(int argc, char **argv, const struct global_options *options)
+{
+    const char *python_only = getenv("PYRUNTIME_PYTHON_ONLY");
+    if (options->python_only || options->command >= argc ||
+        (python_only && strcmp(python_only, "1") == 0))
+        return PYTHON_NEEDED;
+    const char *command = argv[options->command];
+    const char *id;
+    if (strcmp(command, "start") == 0 &&
+        (id = container_id(argc, argv, options->command + 1, 0)) != NULL)
+        return native_start(options->root, id, &options->log);
+    if (strcmp(command, "delete") == 0 &&
+        (id = container_id(argc, argv, options->command + 1, 1)) != NULL)
+        return native_delete(options->root, id);
+    return PYTHON_NEEDED;
+}
+
+int main(int argc, char **argv)
+{
+    struct global_options options = parse_global_options(argc, argv);
+    int code = native_command(argc, argv, &options);
+    if (code != PYTHON_NEEDED)
+        return code;
+    const char *command = options.command < argc ? argv[options.command] : "";
+    if (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
+        strcmp(command, "exec") == 0) {
+        pid_t helper = start_cgroup_warmup();
+        if (helper > 0) {
+            char value[16];
+            snprintf(value, sizeof value, "%d", (int)helper);
+            setenv("PYRUNTIME_WARMUP_PID", value, 1);
+        }
+    }
+    char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);
+    if (!python_argv) {
+        perror("pyruntime");
+        return 255;
+    }
+    python_argv[0] = PYRUNTIME_PYTHON;
+    python_argv[1] = "-S";
+    python_argv[2] = PYRUNTIME_SCRIPT;
+    for (int i = 1; i < argc; i++)
+        python_argv[i + 2] = argv[i];
+    execv(PYRUNTIME_PYTHON, python_argv);
+    fprintf(stderr, "pyruntime: cannot run %s: %m\n", PYRUNTIME_PYTHON);
+    return 255;
+}

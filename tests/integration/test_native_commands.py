@@ -1,0 +1,325 @@
+"""The `pyruntime` command does `start` and `delete` of plain containers in C
+(native/launcher/), and hands every other case to the Python CLI before changing anything.
+
+To see which of the two did the work, these tests also build the launcher with an
+interpreter path that does not exist (`native_only`): there, a command that reaches Python
+fails with "cannot run", and one done in C succeeds. The normal command then shows that
+Python does the case right, and where both paths can report the same error, they are
+made to and compared.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from . import REPO_ROOT, ROOT_ONLY, pyruntime_only, wait_for
+from .bundle import hook
+
+pytestmark = [*ROOT_ONLY, pyruntime_only]
+
+MISSING_PYTHON = "/nonexistent/pyruntime-test/python"
+HANDED_TO_PYTHON = f"cannot run {MISSING_PYTHON}"
+
+
+@pytest.fixture(scope="module")
+def native_only(tmp_path_factory) -> str:
+    """The launcher, built as .ci/setup builds it, with no Python to hand over to."""
+    binary = tmp_path_factory.mktemp("native-only") / "pyruntime"
+    subprocess.run([str(REPO_ROOT / "native" / "launcher" / "build.sh"), str(binary),
+                    MISSING_PYTHON, "/nonexistent/pyruntime-test/script"], check=True)
+    return str(binary)
+
+
+def run_binary(binary: str, runtime, *args, env: dict | None = None,
+               global_flags: tuple = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([binary, "--root", runtime.root, *global_flags, *map(str, args)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                          env=env)
+
+
+def state_record(runtime, cid: str) -> dict:
+    with open(os.path.join(runtime.root, cid, "state.json")) as f:
+        return json.load(f)
+
+
+def snapshot(runtime, cid: str) -> tuple:
+    """What a command must leave alone when it hands over: the state directory's files
+    and the cgroup directories."""
+    directory = os.path.join(runtime.root, cid)
+    files = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
+    paths = state_record(runtime, cid).get("cgroup_paths", {}) if files else {}
+    return files, sorted(p for p in paths.values() if os.path.isdir(p))
+
+
+# --------------------------------------------------------------------------- done in C
+def test_start_of_a_created_container_needs_no_python(runtime, bundle, native_only):
+    cid = runtime.new_id()
+    runtime.create(bundle(["sleep", "3600"]), cid)
+    proc = run_binary(native_only, runtime, "start", cid)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    state = runtime.state(cid)
+    assert state["status"] == "running"
+    with open(f"/proc/{state['pid']}/cmdline") as f:
+        assert f.read().split("\0")[:2] == ["sleep", "3600"]
+    assert not os.path.exists(os.path.join(runtime.root, cid, "exec.fifo"))
+
+
+def test_delete_of_a_stopped_container_needs_no_python(runtime, bundle, native_only):
+    cid = runtime.new_id()
+    runtime.create(bundle(["true"]), cid)
+    runtime.start(cid)
+    runtime.wait_status(cid, "stopped")
+    cgroups = list(state_record(runtime, cid)["cgroup_paths"].values())
+    assert cgroups and all(os.path.isdir(p) for p in cgroups)
+    # A cgroup below the container's, as a container's own cgroup manager would make.
+    os.mkdir(os.path.join(cgroups[0], "inner"))
+
+    proc = run_binary(native_only, runtime, "delete", cid)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert not os.path.exists(os.path.join(runtime.root, cid))
+    assert [p for p in cgroups if os.path.exists(p)] == []
+    assert runtime.status(cid) is None
+
+
+@pytest.mark.parametrize("flags", [("--force",), ("-f",), ()])
+def test_delete_flags_the_native_path_takes(runtime, bundle, native_only, flags):
+    cid = runtime.new_id()
+    runtime.create(bundle(["true"]), cid)
+    runtime.start(cid)
+    runtime.wait_status(cid, "stopped")
+    proc = run_binary(native_only, runtime, "delete", *flags, cid,
+                      global_flags=("--log-format", "json", "--systemd-cgroup"))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert runtime.status(cid) is None
+
+
+# --------------------------------------------------------------------------- errors alike
+def _without_times(text: str) -> str:
+    return re.sub(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z', "TIME", text)
+
+
+def _failed_start(runtime, bundle, binary: str, global_flags: tuple, env: dict) -> tuple:
+    cid = runtime.new_id()
+    runtime.create(bundle(["true"], hooks={"startContainer": [hook("exit 3")]}), cid)
+    proc = run_binary(binary, runtime, "start", cid, global_flags=global_flags, env=env)
+    return cid, proc
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("to_file", [False, True])
+def test_a_failed_start_is_reported_as_python_reports_it(runtime, bundle, native_only,
+                                                        work_dir, log_format, to_file):
+    reports = {}
+    for mode in ("native", "python"):
+        log = os.path.join(work_dir, f"{mode}.log")
+        flags = ("--log-format", log_format, *(("--log", log) if to_file else ()))
+        env = dict(os.environ, PYRUNTIME_PYTHON_ONLY="1" if mode == "python" else "0")
+        binary = native_only if mode == "native" else runtime.binary
+        cid, proc = _failed_start(runtime, bundle, binary, flags, env)
+        logged = open(log).read() if to_file else ""
+        reports[mode] = (proc.returncode, _without_times(proc.stderr.replace(cid, "ID")),
+                         _without_times(logged.replace(cid, "ID")))
+        assert runtime.status(cid) == "stopped"
+        assert not os.path.exists(os.path.join(runtime.root, cid, "exec.fifo"))
+    assert reports["native"] == reports["python"]
+    code, stderr, logged = reports["native"]
+    assert code == 255
+    assert "container ID: the process was not started" in (logged or stderr)
+    if log_format == "json":
+        line = json.loads((logged or stderr).splitlines()[0])
+        assert line["level"] == "error" and line["msg"].startswith("container ID:")
+
+
+def test_init_dying_during_start_is_reported_as_python_reports_it(runtime, bundle,
+                                                                   native_only):
+    reports = {}
+    for mode in ("native", "python"):
+        cid = runtime.new_id()
+        runtime.create(bundle(["true"]), cid)
+        init = runtime.pid(cid)
+        # A stopped init never gets to write to the FIFO: `start` waits, watching it.
+        os.kill(init, signal.SIGSTOP)
+        env = dict(os.environ, PYRUNTIME_PYTHON_ONLY="1" if mode == "python" else "0")
+        binary = native_only if mode == "native" else runtime.binary
+        start = subprocess.Popen([binary, "--root", runtime.root, "start", cid],
+                                 stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+        fifo = os.path.join(runtime.root, cid, "exec.fifo")
+        wait_for(lambda: _has_open(start.pid, fifo), timeout=30,
+                 message="start did not open the exec FIFO")
+        os.kill(init, signal.SIGKILL)
+        _, errors = start.communicate(timeout=30)
+        reports[mode] = (start.returncode, _without_times(errors.replace(cid, "ID")))
+        runtime.reap()
+    assert reports["native"] == reports["python"]
+    assert reports["native"][0] == 255
+    assert "container ID: init exited before start" in reports["native"][1]
+
+
+def _has_open(pid: int, path: str) -> bool:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == path:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+# --------------------------------------------------------------------------- handed over
+def _running(runtime, bundle) -> str:
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"]), cid)
+    return cid
+
+
+def _created(runtime, bundle, **changes) -> str:
+    cid = runtime.new_id()
+    runtime.create(bundle(["sleep", "3600"], **changes), cid)
+    return cid
+
+
+def _stopped(runtime, bundle, args=("true",), **changes) -> str:
+    cid = runtime.new_id()
+    runtime.create(bundle(list(args), **changes), cid)
+    runtime.start(cid)
+    runtime.wait_status(cid, "stopped")
+    return cid
+
+
+def _stopped_with_a_process_left(runtime, bundle) -> str:
+    # Without a PID namespace init's child outlives it, still in the container's cgroup.
+    cid = _stopped(runtime, bundle, ("sh", "-c", "sleep 3600 & echo started"),
+                   drop_namespaces=["pid"])
+    return cid
+
+
+def _with_record_changed(change):
+    def make(runtime, bundle) -> str:
+        cid = _stopped(runtime, bundle)
+        path = os.path.join(runtime.root, cid, "state.json")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(change(text))
+        return cid
+    return make
+
+
+_POSTSTART = {"poststart": [hook("true")]}
+_POSTSTOP = {"poststop": [hook("true")]}
+
+
+def _pid_start_as_a_float(text: str) -> str:
+    # Python compares it equal to the int; the C reader wants an integer and hands over.
+    return re.sub(r'"pid_start":(\d+)', r'"pid_start":\1.0', text)
+
+
+# case: (make the container, the command, whether Python's command succeeds, its status after)
+HANDOVERS = {
+    "start of a running container": (_running, ["start"], False, "running"),
+    "start with poststart hooks": (lambda r, b: _created(r, b, hooks=_POSTSTART), ["start"],
+                                   True, "running"),
+    "delete of a running container": (_running, ["delete"], False, "running"),
+    "delete --force of a running container": (_running, ["delete", "--force"], True, None),
+    "delete of a created container": (_created, ["delete"], True, None),
+    "delete with poststop hooks": (lambda r, b: _stopped(r, b, hooks=_POSTSTOP), ["delete"],
+                                   True, None),
+    "delete while a process is left in the cgroup": (_stopped_with_a_process_left,
+                                                     ["delete"], True, None),
+    "delete of a record in a form it does not read": (
+        _with_record_changed(_pid_start_as_a_float), ["delete"], True, None),
+}
+
+
+@pytest.mark.parametrize("case", HANDOVERS)
+def test_what_the_native_commands_hand_to_python(runtime, bundle, native_only, case):
+    make, command, python_succeeds, status_after = HANDOVERS[case]
+    cid = make(runtime, bundle)
+    before = snapshot(runtime, cid)
+    status_before = runtime.status(cid)
+
+    proc = run_binary(native_only, runtime, *command, cid)
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert snapshot(runtime, cid) == before
+    assert runtime.status(cid) == status_before
+
+    proc = run_binary(runtime.binary, runtime, *command, cid)
+    assert (proc.returncode == 0) is python_succeeds, proc.stderr
+    runtime.reap()
+    assert runtime.status(cid) == status_after
+
+
+def test_a_systemd_units_container_is_not_deleted_in_c(runtime, bundle, native_only):
+    cid = _stopped(runtime, bundle)
+    path = os.path.join(runtime.root, cid, "state.json")
+    with open(path) as f:
+        original = f.read()
+    with open(path, "w") as f:
+        f.write(original[:-1] + ',"cgroup_unit":"test-native.scope"}')
+    try:
+        before = snapshot(runtime, cid)
+        proc = run_binary(native_only, runtime, "delete", cid)
+        assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+        assert snapshot(runtime, cid) == before
+    finally:
+        # Python would ask systemd to stop the unit; this host's cleanup must not.
+        with open(path, "w") as f:
+            f.write(original)
+
+
+@pytest.mark.parametrize("args", [
+    ("--debug", "delete", "ID"),
+    ("delete", "ID", "ID"),
+    ("delete", "--force=true", "ID"),
+    ("--log-format", "xml", "delete", "ID"),
+    ("--log", "", "delete", "ID"),
+    ("delete", "ID", "--force"),
+    ("start", "--help"),
+    ("-h", "start", "ID"),
+    ("start", "no-such-container"),
+    ("delete", "bad/id"),
+])
+def test_other_forms_of_the_commands_go_to_python(runtime, bundle, native_only, args):
+    cid = _stopped(runtime, bundle)
+    before = snapshot(runtime, cid)
+    proc = run_binary(native_only, runtime, *(cid if a == "ID" else a for a in args))
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert snapshot(runtime, cid) == before
+
+
+def test_pyruntime_python_only_sends_every_command_to_python(runtime, bundle, native_only):
+    cid = _stopped(runtime, bundle)
+    env = dict(os.environ, PYRUNTIME_PYTHON_ONLY="1")
+    proc = run_binary(native_only, runtime, "delete", cid, env=env)
+    assert HANDED_TO_PYTHON in proc.stderr
+    assert os.path.isdir(os.path.join(runtime.root, cid))
+
+
+def test_delete_takes_the_containers_lock(runtime, bundle, native_only):
+    import fcntl
+
+    cid = _stopped(runtime, bundle)
+    directory = os.path.join(runtime.root, cid)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        delete = subprocess.Popen([native_only, "--root", runtime.root, "delete", cid],
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        assert delete.poll() is None and os.path.isdir(directory)
+    finally:
+        os.close(fd)
+    _, errors = delete.communicate(timeout=30)
+    assert delete.returncode == 0, errors
+    assert not os.path.exists(directory)
