@@ -1,14 +1,21 @@
-"""Stage 1 of a new container: the process that enters or creates the namespaces.
+"""How a new container's init comes to be in its namespaces: stage 1, or none.
 
-Forked by the runtime (which is single-threaded: forking Python from a threaded process
-can deadlock), it becomes non-dumpable before touching any namespace, joins the
-namespaces given by path (user first), creates the new ones (user first, so it owns the
-rest; the runtime writes its id mappings before it answers `bootstrap-ok`, and without a
-user namespace the others are made while the runtime places stage 1 in its cgroup),
-then forks the container's init, which is PID 1 of a new PID namespace and is born in
-the container's cgroup (the runtime's answer comes after the placement), reports init's
-pid and exits. Init is then
-reparented to the runtime, a child subreaper.
+With a user or time namespace, stage 1 (forked by the runtime, which is single-threaded:
+forking Python from a threaded process can deadlock) becomes non-dumpable before touching
+any namespace, joins the namespaces given by path (user first), creates the new ones (user
+first, so it owns the rest; the runtime writes its id mappings before it answers
+`bootstrap-ok`), then forks the container's init, which is PID 1 of a new PID namespace
+and is born in the container's cgroup (the runtime's answer comes after the placement),
+reports init's pid and exits. Init is then reparented to the runtime, a child subreaper.
+A time namespace, like a PID namespace, is entered by children only, and its offsets
+must be written before any process is in it: stage 1 does that too.
+
+Without either (the common case), the runtime forks init itself, with one process and
+one exchange fewer: it sets its own namespace for children to the container's PID
+namespace just for that fork (`children_pid_namespace`), and init joins or makes the
+other namespaces itself (`run_direct_init`) while the runtime places it in its cgroup,
+then waits for `placed` before it does anything else: from then on, as when born there,
+everything it does and makes is the container cgroup's (devices it creates included).
 
 Everything init will need is imported before the first namespace is entered: in a new
 user namespace the host's Python library may be unreadable, and after pivot_root it is
@@ -38,19 +45,8 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
     linux = config.get("linux", {})
     wanted = by_type(linux.get("namespaces", []))
 
-    join_fds = {}
-    for ns_type, path in wanted.items():
-        if path:
-            try:
-                join_fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as error:
-                raise ContainerStartError(
-                    f"linux.namespaces: cannot open {path}: {error.strerror}"
-                ) from None
-
-    oom_score_adj = (config.get("process") or {}).get("oomScoreAdj")
-    if oom_score_adj is not None:
-        _write_proc_self("oom_score_adj", str(oom_score_adj), "process.oomScoreAdj")
+    join_fds = _open_namespace_paths(wanted)
+    _set_oom_score_adj(config)
 
     new_user = "user" in wanted and not wanted["user"]
     if "user" in join_fds:
@@ -72,6 +68,69 @@ def run_bootstrap(plan: dict, channel: Channel) -> None:
     if pid == 0:
         run_init(plan, channel)  # never returns
     channel.send({"type": "init", "pid": pid})
+
+
+def forks_init_directly(config: dict) -> bool:
+    """Whether the runtime forks init itself (see the module docstring)."""
+    wanted = by_type(config.get("linux", {}).get("namespaces", []))
+    return "user" not in wanted and "time" not in wanted
+
+
+def children_pid_namespace(config: dict) -> int | None:
+    """Make the runtime's next child a process of the container's PID namespace (a new
+    one, whose PID 1 it is, or the one at the given path). Returns an fd of the runtime's
+    own namespace for children, for `restore_children_pid_namespace` right after the
+    fork; None when the container shares the runtime's PID namespace."""
+    wanted = by_type(config.get("linux", {}).get("namespaces", []))
+    if "pid" not in wanted:
+        return None
+    path = wanted["pid"]
+    join_fd = None
+    if path:
+        try:
+            join_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            raise ContainerStartError(
+                f"linux.namespaces: cannot open {path}: {error.strerror}") from None
+    own = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if join_fd is not None:
+            sc.setns(join_fd, sc.CLONE_NEWPID, f"pid namespace {path}")
+        else:
+            sc.unshare(sc.CLONE_NEWPID)
+    except BaseException:
+        os.close(own)
+        raise
+    finally:
+        if join_fd is not None:
+            os.close(join_fd)
+    return own
+
+
+def restore_children_pid_namespace(own: int) -> None:
+    try:
+        sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
+    finally:
+        os.close(own)
+
+
+def run_direct_init(plan: dict, channel: Channel) -> None:
+    """Init forked by the runtime itself, already in its PID namespace: join or make the
+    others, wait until the runtime has placed us in the cgroup, then be init."""
+    from pyruntime.linux import process_control
+
+    from pyruntime.oci.init import run_init
+
+    process_control.set_dumpable(False)
+    config = plan["config"]
+    linux = config.get("linux", {})
+    wanted = by_type(linux.get("namespaces", []))
+    wanted.pop("pid", None)  # the runtime's doing
+    join_fds = _open_namespace_paths(wanted)
+    _set_oom_score_adj(config)
+    _enter_namespaces(wanted, join_fds, linux)
+    channel.expect("placed")
+    run_init(plan, channel)  # never returns
 
 
 def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],
@@ -96,6 +155,25 @@ def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],
             for clock, value in linux["timeOffsets"].items()
         )
         _write_proc_self("timens_offsets", offsets, "linux.timeOffsets")
+
+
+def _open_namespace_paths(wanted: dict[str, str | None]) -> dict[str, int]:
+    join_fds = {}
+    for ns_type, path in wanted.items():
+        if path:
+            try:
+                join_fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as error:
+                raise ContainerStartError(
+                    f"linux.namespaces: cannot open {path}: {error.strerror}"
+                ) from None
+    return join_fds
+
+
+def _set_oom_score_adj(config: dict) -> None:
+    oom_score_adj = (config.get("process") or {}).get("oomScoreAdj")
+    if oom_score_adj is not None:
+        _write_proc_self("oom_score_adj", str(oom_score_adj), "process.oomScoreAdj")
 
 
 def _write_proc_self(name: str, value: str, field: str) -> None:

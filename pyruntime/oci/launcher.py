@@ -10,6 +10,8 @@ import os
 
 from pyruntime.cgroups import attach_warmup
 from pyruntime.linux.kernel_files import write_kernel_file
+from pyruntime.oci.bootstrap import (children_pid_namespace, forks_init_directly,
+                                     restore_children_pid_namespace, run_direct_init)
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
@@ -44,11 +46,17 @@ def start_child(channel_parent: Channel, channel_child: Channel, entry: str, pla
     Python, holds no lock but glibc's malloc (which fork makes safe), and is not
     counted above; waiting for it would put the kernel's grace period back on the
     start path."""
-    if _has_threads():
+    if has_threads():
         return _spawn_child(channel_parent, channel_child, entry, plan, pass_fds)
     module_name, function_name = CHILD_ENTRIES[entry]
     # __import__ rather than importlib: one module fewer on the start path.
     body = getattr(__import__(module_name, fromlist=[function_name]), function_name)
+    return fork_child(channel_parent, channel_child, body, plan)
+
+
+def fork_child(channel_parent: Channel, channel_child: Channel, body, plan: dict) -> int:
+    """Fork a child that runs body(plan, channel_child); returns its pid. Only in a
+    process without threads (see start_child)."""
     pid = os.fork()
     if pid == 0:
         run_child_body(channel_parent, channel_child, body, plan)
@@ -72,7 +80,7 @@ def run_child_body(channel_parent: Channel | None, channel_child: Channel, body,
         os._exit(code)
 
 
-def _has_threads() -> bool:
+def has_threads() -> bool:
     import sys
 
     threading = sys.modules.get("threading")
@@ -115,13 +123,17 @@ class InitLauncher:
         process_control.set_child_subreaper(True)
         parent, child = channel_pair()
         try:
-            self.bootstrap_pid = start_child(parent, child, "bootstrap", self.plan,
-                                             self._fds_to_pass())
-            # At once, while stage 1 starts up and makes its namespaces: it forks init
-            # only after our `bootstrap-ok`, so init is born in the cgroup. The kernel's
-            # wait for the first cgroup.procs write was started early (attach_warmup).
-            self._place(self.bootstrap_pid)
-            attach_warmup.end()
+            if forks_init_directly(self.plan["config"]) and not has_threads():
+                self._fork_init(parent, child)
+            else:
+                self.bootstrap_pid = start_child(parent, child, "bootstrap", self.plan,
+                                                 self._fds_to_pass())
+                # At once, while stage 1 starts up and makes its namespaces: it forks
+                # init only after our `bootstrap-ok`, so init is born in the cgroup. The
+                # kernel's wait for the first cgroup.procs write was started early
+                # (attach_warmup).
+                self._place(self.bootstrap_pid)
+                attach_warmup.end()
             self._converse(parent)
         except BaseException:
             self.kill_tree()
@@ -130,6 +142,29 @@ class InitLauncher:
             parent.close()
             self._reap_bootstrap()
         return self.init_pid
+
+    def _fork_init(self, parent: Channel, child: Channel) -> None:
+        """Without stage 1 (pyruntime.oci.bootstrap says when): init, forked into its PID
+        namespace, makes its other namespaces while we place it, and waits for
+        `placed`."""
+        own_namespace = children_pid_namespace(self.plan["config"])
+        try:
+            self.init_pid = fork_child(parent, child, run_direct_init, self.plan)
+        finally:
+            if own_namespace is not None:
+                restore_children_pid_namespace(own_namespace)
+        self._place(self.init_pid)
+        attach_warmup.end()
+        self._record_init(self.init_pid)
+        parent.send({"type": "placed"})
+
+    def _record_init(self, pid: int) -> None:
+        from pyruntime.oci.state import process_start_time
+
+        self.init_pid = pid
+        self.record.data["pid"] = pid
+        self.record.data["pid_start"] = process_start_time(pid)
+        self.record.save()
 
     def _fds_to_pass(self) -> tuple[int, ...]:
         fds = list(range(3, 3 + self.plan.get("preserve_fds", 0)))
@@ -149,12 +184,7 @@ class InitLauncher:
                     self._write_mappings(message["pid"])
                 channel.send({"type": "bootstrap-ok"})
             elif kind == "init":
-                from pyruntime.oci.state import process_start_time
-
-                self.init_pid = message["pid"]
-                self.record.data["pid"] = self.init_pid
-                self.record.data["pid_start"] = process_start_time(self.init_pid)
-                self.record.save()
+                self._record_init(message["pid"])
             elif kind == "hooks":
                 self._run_creation_hooks()
                 channel.send({"type": "hooks-ok", "pid": self.init_pid})

@@ -304,6 +304,12 @@ BAD_CONFIGS = {
     "missing-bind-source": dict(args=["true"], mounts=[{"destination": "/tmp", "type": "bind",
                                                         "source": "/nonexistent/dir",
                                                         "options": ["rbind"]}]),
+    # Opened by init itself, and (PID) by the runtime for the fork of init.
+    "missing-network-namespace": dict(args=["true"],
+                                      namespace_paths={"network": "/nonexistent/ns/net"}),
+    "missing-pid-namespace": dict(args=["true"], namespace_paths={"pid": "/nonexistent/ns/pid"}),
+    "pid-namespace-path-not-a-namespace": dict(args=["true"],
+                                               namespace_paths={"pid": "/proc/self/status"}),
 }
 
 

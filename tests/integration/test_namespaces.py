@@ -1,11 +1,14 @@
 """linux.namespaces: new namespaces differ from the host's, the init is PID 1 of its PID
 namespace, a namespace not asked for is the host's, and a namespace given by path is
-joined (two containers talking over the loopback of one network namespace)."""
+joined (two containers talking over the loopback of one network namespace; a PID
+namespace), with the runtime's own PID namespace for children left as it was."""
 from __future__ import annotations
+
+import os
 
 import pytest
 
-from . import ROOT_ONLY, ns_link, tcp_listening, wait_for
+from . import ROOT_ONLY, ns_link, pyruntime_only, tcp_listening, wait_for
 
 pytestmark = ROOT_ONLY
 
@@ -86,3 +89,70 @@ def test_join_uts_and_ipc_by_path(runtime, bundle):
     proc = runtime.run("run", "--bundle", second, runtime.new_id("b"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["first-box", ns_link(a_pid, "ipc")]
+
+
+def test_join_pid_namespace_by_path(runtime, bundle):
+    first = bundle(["sleep", "3600"])
+    a_pid = runtime.run_detached(first, runtime.new_id("a"))
+    second = bundle(["sh", "-c", "readlink /proc/self/ns/pid; cat /proc/1/cmdline"],
+                    namespace_paths={"pid": f"/proc/{a_pid}/ns/pid"})
+    proc = runtime.run("run", "--bundle", second, runtime.new_id("b"))
+    assert proc.returncode == 0, proc.stderr
+    link, init_cmdline = proc.stdout.splitlines()
+    assert link == ns_link(a_pid, "pid")
+    assert init_cmdline.split("\0")[:2] == ["sleep", "3600"]
+
+
+_DIRECT_INIT_SCRIPT = """
+import json, os, sys
+import pyruntime.oci.launcher as launcher
+from pyruntime import Runtime
+
+bodies = []
+fork_child = launcher.fork_child
+def recording_fork_child(parent, child, body, plan):
+    bodies.append(body.__name__)
+    return fork_child(parent, child, body, plan)
+launcher.fork_child = recording_fork_child
+
+runtime = Runtime(sys.argv[1])
+own = os.readlink("/proc/self/ns/pid_for_children")
+report = {"own": own, "after": {}, "init": {}, "bodies": bodies}
+for cid, bundle in (("new-pid", sys.argv[2]), ("joined-pid", sys.argv[3])):
+    pid = runtime.create(cid, bundle)
+    report["after"][cid] = os.readlink("/proc/self/ns/pid_for_children")
+    report["init"][cid] = os.readlink(f"/proc/{pid}/ns/pid")
+    if cid == "new-pid":
+        with open(os.path.join(sys.argv[3], "config.json")) as f:
+            config = json.load(f)
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] == "pid":
+                ns["path"] = f"/proc/{pid}/ns/pid"
+        with open(os.path.join(sys.argv[3], "config.json"), "w") as f:
+            json.dump(config, f)
+for cid in ("joined-pid", "new-pid"):
+    runtime.delete(cid, force=True)
+print(json.dumps(report))
+"""
+
+
+@pyruntime_only
+def test_the_runtime_forks_init_itself_and_keeps_its_own_pid_namespace(bundle, work_dir,
+                                                                        leak_check):
+    """Without a user namespace the runtime forks init straight into the container's
+    PID namespace (pyruntime.oci.bootstrap): its own namespace for children must be its
+    own again after each create, a new PID namespace or a joined one."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.join(work_dir, "root")
+    proc = subprocess.run([sys.executable, "-c", _DIRECT_INIT_SCRIPT, root,
+                           bundle(["sleep", "3600"]), bundle(["sleep", "3600"])],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["bodies"] == ["run_direct_init", "run_direct_init"]
+    assert report["after"] == {"new-pid": report["own"], "joined-pid": report["own"]}
+    assert report["init"]["new-pid"] != report["own"]
+    assert report["init"]["joined-pid"] == report["init"]["new-pid"]
