@@ -29,7 +29,7 @@ from pyruntime.linux import syscalls as sc
 from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.channel import Channel
 from pyruntime.oci.errors import ContainerStartError
-from pyruntime.oci.namespaces import NAMESPACES, by_type
+from pyruntime.oci.namespaces import NAMESPACES, by_type, set_children_pid_namespace
 
 
 def run_bootstrap(plan: dict, channel: Channel) -> None:
@@ -78,40 +78,24 @@ def forks_init_directly(config: dict) -> bool:
 
 def children_pid_namespace(config: dict) -> int | None:
     """Make the runtime's next child a process of the container's PID namespace (a new
-    one, whose PID 1 it is, or the one at the given path). Returns an fd of the runtime's
-    own namespace for children, for `restore_children_pid_namespace` right after the
-    fork; None when the container shares the runtime's PID namespace."""
+    one, or the one at the given path). Returns an fd of the runtime's own namespace for
+    children, for `restore_children_pid_namespace` right after the fork; None when the
+    container shares the runtime's PID namespace."""
     wanted = by_type(config.get("linux", {}).get("namespaces", []))
     if "pid" not in wanted:
         return None
     path = wanted["pid"]
-    join_fd = None
-    if path:
-        try:
-            join_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as error:
-            raise ContainerStartError(
-                f"linux.namespaces: cannot open {path}: {error.strerror}") from None
-    own = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    if not path:
+        return set_children_pid_namespace(None)
     try:
-        if join_fd is not None:
-            sc.setns(join_fd, sc.CLONE_NEWPID, f"pid namespace {path}")
-        else:
-            sc.unshare(sc.CLONE_NEWPID)
-    except BaseException:
-        os.close(own)
-        raise
-    finally:
-        if join_fd is not None:
-            os.close(join_fd)
-    return own
-
-
-def restore_children_pid_namespace(own: int) -> None:
+        join_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise ContainerStartError(
+            f"linux.namespaces: cannot open {path}: {error.strerror}") from None
     try:
-        sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
+        return set_children_pid_namespace(join_fd, f"pid namespace {path}")
     finally:
-        os.close(own)
+        os.close(join_fd)
 
 
 def run_direct_init(plan: dict, channel: Channel) -> None:

@@ -1,11 +1,16 @@
 """`exec`: a new process inside a running container.
 
-Stage 1 (forked, non-dumpable before it touches anything of the container) joins the
-container init's namespaces (user first), takes init's root, then forks stage 2, which is
-inside the PID namespace too, and reports its pid. The runtime places stage 2 in the
-container's cgroup while stage 2 sets up its session and terminal; stage 2 waits for
-`placed` before it takes the process's user and capabilities (so the kernel's wait on a
-first cgroup.procs write overlaps the work of both stages, see
+The process is forked by the runtime straight into the container's PID namespace (the
+runtime points its own namespace for children there for that one fork; see
+pyruntime.oci.namespaces). Non-dumpable before it touches anything of the container, it
+joins init's other namespaces (user first) and takes init's root. Where that cannot be
+done (a time namespace, which only children enter, or a runtime with threads, which
+starts a fresh interpreter instead of forking), a stage 1 joins the namespaces, takes
+init's root and forks the process, reporting its pid.
+
+The runtime places the process in the container's cgroup while it sets up its session and
+terminal; it waits for `placed` before it takes the process's user and capabilities (so
+the kernel's wait on a first cgroup.procs write overlaps its work, see
 pyruntime.cgroups.attach_warmup), then makes the same last steps as init (cwd, user,
 capabilities, no_new_privs, seccomp, fds) and execs. A failure before exec comes back
 over the channel; a successful exec closes the channel's close-on-exec write end, which
@@ -21,8 +26,9 @@ from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.exit_status import ExitStatus
-from pyruntime.oci.launcher import ERROR_KINDS, start_child
-from pyruntime.oci.namespaces import NAMESPACES, same_namespace
+from pyruntime.oci.launcher import ERROR_KINDS, fork_child, has_threads, start_child
+from pyruntime.oci.namespaces import (NAMESPACES, restore_children_pid_namespace,
+                                      same_namespace, set_children_pid_namespace)
 
 
 def exec_in_container(record, cgroup, process: dict, *, detach: bool,
@@ -57,9 +63,12 @@ def exec_in_container(record, cgroup, process: dict, *, detach: bool,
             passed = [*namespace_fds.values(), root_fd, *range(3, 3 + preserve_fds)]
             if plan["console_fd"] >= 0:
                 passed.append(plan["console_fd"])
-            stage1 = start_child(parent, child, "exec", plan, tuple(passed))
             try:
-                pid = _converse(parent, cgroup, stage1)
+                if "time" not in namespace_fds and not has_threads():
+                    pid = _fork_process(parent, child, cgroup, plan)
+                else:
+                    stage1 = start_child(parent, child, "exec", plan, tuple(passed))
+                    pid = _converse(parent, cgroup, stage1)
             finally:
                 parent.close()
             if pid_file:
@@ -87,28 +96,41 @@ def _open_namespaces(init_pid: int, config: dict) -> dict[str, int]:
     return fds
 
 
+def _fork_process(channel: Channel, child: Channel, cgroup, plan: dict) -> int:
+    """The process forked by us into the container's PID namespace; its pid once it
+    has exec'd."""
+    pid_fd = plan["namespace_fds"].get("pid")
+    own = set_children_pid_namespace(pid_fd) if pid_fd is not None else None
+    try:
+        pid = fork_child(channel, child, enter_directly, plan)
+    finally:
+        if own is not None:
+            restore_children_pid_namespace(own)
+    try:
+        _place(channel, cgroup, pid)
+        _wait_for_exec(channel)
+    except BaseException:
+        try:
+            os.kill(pid, 9)  # most likely gone already, having reported its error
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        raise
+    return pid
+
+
 def _converse(channel: Channel, cgroup, stage1: int) -> int:
+    """With a stage 1: place the process it reports; its pid once it has exec'd."""
     pid = 0
     failed = False
     try:
-        while True:
-            message = channel.receive()
-            if message is None:
-                break
-            kind = message["type"]
-            if kind == "pid":
-                pid = message["pid"]
-                try:
-                    if cgroup is not None:
-                        cgroup.add(pid)
-                except BaseException:
-                    os.kill(pid, 9)  # outside the cgroup: it must never run
-                    raise
-                channel.send({"type": "placed"})
-                attach_warmup.end()
-            elif kind == "error":
-                error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
-                raise error_class(message.get("message", "exec failed"))
+        message = channel.receive()
+        if message is not None and message["type"] == "pid":
+            pid = message["pid"]
+            _place(channel, cgroup, pid)
+        elif message is not None:
+            _raise_reported(message)
+        _wait_for_exec(channel)
     except BaseException:
         failed = True
         raise
@@ -125,21 +147,43 @@ def _converse(channel: Channel, cgroup, stage1: int) -> int:
     return pid
 
 
-def enter_stage1(plan: dict, channel: Channel) -> None:
-    from pyruntime.linux import process_control
+def _place(channel: Channel, cgroup, pid: int) -> None:
+    try:
+        if cgroup is not None:
+            cgroup.add(pid)
+    except BaseException:
+        os.kill(pid, 9)  # outside the cgroup: it must never run
+        raise
+    channel.send({"type": "placed"})
+    attach_warmup.end()
 
-    process_control.set_dumpable(False)
-    _import_before_fork(plan["process"], plan["config"])
-    fds = plan["namespace_fds"]
-    for ns_type, (_, flag) in NAMESPACES.items():
-        if ns_type in fds:
-            sc.setns(fds[ns_type], flag, f"{ns_type} namespace")
-    if "user" in fds:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    # The container's root as init sees it, pivot_root or chroot alike.
-    os.fchdir(plan["root_fd"])
-    os.chroot(".")
+
+def _wait_for_exec(channel: Channel) -> None:
+    """Until the channel closes (the process exec'd) or brings an error."""
+    while True:
+        message = channel.receive()
+        if message is None:
+            return
+        if message["type"] == "error":
+            _raise_reported(message)
+
+
+def _raise_reported(message: dict) -> None:
+    if message["type"] != "error":
+        raise ContainerStartError(f"exec: unexpected message {message!r}")
+    error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
+    raise error_class(message.get("message", "exec failed"))
+
+
+def enter_directly(plan: dict, channel: Channel) -> None:
+    """The process, forked by the runtime into the PID namespace: join the others, then
+    become the process (never returns)."""
+    _enter(plan, skip_pid=True)
+    _stage2(plan, channel)
+
+
+def enter_stage1(plan: dict, channel: Channel) -> None:
+    _enter(plan, skip_pid=False)
     pid = os.fork()
     if pid == 0:
         try:
@@ -148,6 +192,24 @@ def enter_stage1(plan: dict, channel: Channel) -> None:
             channel.send_error(error)
         os._exit(1)
     channel.send({"type": "pid", "pid": pid})
+
+
+def _enter(plan: dict, skip_pid: bool) -> None:
+    """Non-dumpable first, then init's namespaces (user first) and init's root."""
+    from pyruntime.linux import process_control
+
+    process_control.set_dumpable(False)
+    _import_before_fork(plan["process"], plan["config"])
+    fds = plan["namespace_fds"]
+    for ns_type, (_, flag) in NAMESPACES.items():
+        if ns_type in fds and not (skip_pid and ns_type == "pid"):
+            sc.setns(fds[ns_type], flag, f"{ns_type} namespace")
+    if "user" in fds:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    # The container's root as init sees it, pivot_root or chroot alike.
+    os.fchdir(plan["root_fd"])
+    os.chroot(".")
 
 
 def _import_before_fork(process: dict, config: dict) -> None:

@@ -10,12 +10,12 @@ import os
 
 from pyruntime.cgroups import attach_warmup
 from pyruntime.linux.kernel_files import write_kernel_file
-from pyruntime.oci.bootstrap import (children_pid_namespace, forks_init_directly,
-                                     restore_children_pid_namespace, run_direct_init)
+from pyruntime.oci.bootstrap import children_pid_namespace, forks_init_directly, run_direct_init
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 from pyruntime.oci.hooks import run_hooks
+from pyruntime.oci.namespaces import restore_children_pid_namespace
 
 ERROR_KINDS = {
     "ProcessNotFound": ProcessNotFound,

@@ -1,4 +1,6 @@
-"""The OCI namespace types: their clone flags, /proc/PID/ns names, and join order."""
+"""The OCI namespace types: their clone flags, /proc/PID/ns names, and join order; and
+pointing the runtime's own namespace for children at a container's PID namespace for one
+fork, which spares a process (see pyruntime.oci.bootstrap and pyruntime.oci.enter)."""
 from __future__ import annotations
 
 import os
@@ -32,3 +34,26 @@ def same_namespace(path_a: str, path_b: str) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def set_children_pid_namespace(fd: int | None, what: str = "pid namespace") -> int:
+    """Make our next children members of the PID namespace `fd` (None: a new one, whose
+    PID 1 the first child is). Returns an fd of our own namespace for children, for
+    `restore_children_pid_namespace` right after the fork."""
+    own = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if fd is None:
+            sc.unshare(sc.CLONE_NEWPID)
+        else:
+            sc.setns(fd, sc.CLONE_NEWPID, what)
+    except BaseException:
+        os.close(own)
+        raise
+    return own
+
+
+def restore_children_pid_namespace(own: int) -> None:
+    try:
+        sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
+    finally:
+        os.close(own)

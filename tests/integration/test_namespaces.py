@@ -130,6 +130,9 @@ for cid, bundle in (("new-pid", sys.argv[2]), ("joined-pid", sys.argv[3])):
                 ns["path"] = f"/proc/{pid}/ns/pid"
         with open(os.path.join(sys.argv[3], "config.json"), "w") as f:
             json.dump(config, f)
+status = runtime.exec("new-pid", {"args": ["/bin/sh", "-c", "exit 5"], "cwd": "/",
+                                   "env": ["PATH=/bin"]})
+report["exec"] = [status.code, os.readlink("/proc/self/ns/pid_for_children")]
 for cid in ("joined-pid", "new-pid"):
     runtime.delete(cid, force=True)
 print(json.dumps(report))
@@ -137,11 +140,12 @@ print(json.dumps(report))
 
 
 @pyruntime_only
-def test_the_runtime_forks_init_itself_and_keeps_its_own_pid_namespace(bundle, work_dir,
-                                                                        leak_check):
+def test_the_runtime_forks_into_pid_namespaces_and_keeps_its_own(bundle, work_dir,
+                                                                  leak_check):
     """Without a user namespace the runtime forks init straight into the container's
-    PID namespace (pyruntime.oci.bootstrap): its own namespace for children must be its
-    own again after each create, a new PID namespace or a joined one."""
+    PID namespace (pyruntime.oci.bootstrap), and an exec'd process too
+    (pyruntime.oci.enter): its own namespace for children must be its own again after
+    each, a new PID namespace or a joined one."""
     import json
     import subprocess
     import sys
@@ -152,7 +156,8 @@ def test_the_runtime_forks_init_itself_and_keeps_its_own_pid_namespace(bundle, w
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["bodies"] == ["run_direct_init", "run_direct_init"]
+    assert report["bodies"] == ["run_direct_init", "run_direct_init", "enter_directly"]
+    assert report["exec"] == [5, report["own"]]
     assert report["after"] == {"new-pid": report["own"], "joined-pid": report["own"]}
     assert report["init"]["new-pid"] != report["own"]
     assert report["init"]["joined-pid"] == report["init"]["new-pid"]

@@ -1,6 +1,8 @@
-"""A user namespace with uid/gid mappings: the mapping is visible inside, and the
-container's root is an unprivileged uid on the host."""
+"""A user namespace with uid/gid mappings: the mapping is visible inside, the
+container's root is an unprivileged uid on the host, and `exec` joins the namespace."""
 from __future__ import annotations
+
+import os
 
 from . import ROOT_ONLY, proc_status
 
@@ -46,3 +48,20 @@ def test_unmapped_files_show_as_nobody(runtime, bundle, work_dir):
     proc = runtime.run("run", "--bundle", b, runtime.new_id())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "65534"
+
+
+def test_exec_joins_the_user_namespace(runtime, bundle):
+    b = bundle(["sleep", "3600"], uid_mappings=MAPPING, gid_mappings=MAPPING)
+    cid = runtime.new_id()
+    init = runtime.run_detached(b, cid)
+    script = ("cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user; "
+              "readlink /proc/self/ns/pid; "
+              "cat /proc/1/cmdline")
+    proc = runtime.run("exec", "--user", "1001:1001", cid, "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    mapping, uid, user_ns, pid_ns, init_cmdline = proc.stdout.splitlines()
+    assert mapping.split() == ["0", "100000", "65536"]
+    assert uid == "1001"
+    assert user_ns == os.readlink(f"/proc/{init}/ns/user")
+    assert pid_ns == os.readlink(f"/proc/{init}/ns/pid")
+    assert init_cmdline.split("\0")[:2] == ["sleep", "3600"]
