@@ -103,17 +103,19 @@ def run_direct_init(plan: dict, channel: Channel) -> None:
     others, wait until the runtime has placed us in the cgroup, then be init."""
     from pyruntime.linux import process_control
 
-    from pyruntime.oci.init import run_init
+    from pyruntime.oci.init import import_what_init_needs, run_init
 
     process_control.set_dumpable(False)
     config = plan["config"]
+    # Here rather than in the runtime: while it makes the cgroup, on the other CPU.
+    import_what_init_needs(config)
     linux = config.get("linux", {})
     wanted = by_type(linux.get("namespaces", []))
     wanted.pop("pid", None)  # the runtime's doing
     join_fds = _open_namespace_paths(wanted)
     _set_oom_score_adj(config)
     _enter_namespaces(wanted, join_fds, linux)
-    channel.expect("placed")
+    plan["cgroup_paths"] = channel.expect("placed")["cgroup_paths"]
     run_init(plan, channel)  # never returns
 
 

@@ -106,26 +106,52 @@ def _spawn_child(channel_parent: Channel, channel_child: Channel, entry: str, pl
 
 
 class InitLauncher:
-    """Runs the bootstrap/init protocol for one container being created."""
+    """Runs the bootstrap/init protocol for one container being created.
 
-    def __init__(self, plan: dict, record, cgroup) -> None:
+    `fork_init` may be called first, before the container's cgroup exists: init then
+    makes its namespaces and imports what it needs while the caller makes the cgroup.
+    `launch(cgroup)` places init (or stage 1) in the cgroup and sees it through to
+    `ready`; `abort` kills and reaps whatever was started, for a create that failed
+    between the two."""
+
+    def __init__(self, plan: dict, record) -> None:
         self.plan = plan
         self.record = record
-        self.cgroup = cgroup
+        self.cgroup = None
         self.init_pid = 0
         self.bootstrap_pid = 0
+        self.channel: Channel | None = None
 
-    def launch(self) -> int:
+    def fork_init(self) -> None:
+        """Fork init now, straight into its PID namespace, where no stage 1 is needed
+        (pyruntime.oci.bootstrap says when): it waits for `placed`, which brings it the
+        cgroup's directories. Does nothing otherwise."""
+        if self.init_pid or not forks_init_directly(self.plan["config"]) or has_threads():
+            return
+        parent, child = channel_pair()
+        self.channel = parent
+        own_namespace = children_pid_namespace(self.plan["config"])
+        try:
+            self.init_pid = fork_child(parent, child, run_direct_init, self.plan)
+        finally:
+            if own_namespace is not None:
+                restore_children_pid_namespace(own_namespace)
+
+    def launch(self, cgroup) -> int:
         from pyruntime.linux import process_control
 
+        self.cgroup = cgroup
+        self.plan["cgroup_paths"] = cgroup.paths if cgroup is not None else {}
         # Init is reparented to us when stage 1 exits, so we can reap it on failure and
         # wait for it in `run`.
         process_control.set_child_subreaper(True)
-        parent, child = channel_pair()
         try:
-            if forks_init_directly(self.plan["config"]) and not has_threads():
-                self._fork_init(parent, child)
+            self.fork_init()
+            if self.init_pid:
+                self._release_init()
             else:
+                parent, child = channel_pair()
+                self.channel = parent
                 self.bootstrap_pid = start_child(parent, child, "bootstrap", self.plan,
                                                  self._fds_to_pass())
                 # At once, while stage 1 starts up and makes its namespaces: it forks
@@ -134,29 +160,32 @@ class InitLauncher:
                 # (attach_warmup).
                 self._place(self.bootstrap_pid)
                 attach_warmup.end()
-            self._converse(parent)
+            self._converse(self.channel)
         except BaseException:
-            self.kill_tree()
+            self.abort()
             raise
         finally:
-            parent.close()
+            self._close_channel()
             self._reap_bootstrap()
         return self.init_pid
 
-    def _fork_init(self, parent: Channel, child: Channel) -> None:
-        """Without stage 1 (pyruntime.oci.bootstrap says when): init, forked into its PID
-        namespace, makes its other namespaces while we place it, and waits for
-        `placed`."""
-        own_namespace = children_pid_namespace(self.plan["config"])
-        try:
-            self.init_pid = fork_child(parent, child, run_direct_init, self.plan)
-        finally:
-            if own_namespace is not None:
-                restore_children_pid_namespace(own_namespace)
+    def abort(self) -> None:
+        self.kill_tree()
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def _release_init(self) -> None:
+        """Init forked by us: into its cgroup, then on its way."""
         self._place(self.init_pid)
+        # Init goes on at once; the record (which the cgroup, recorded already, backs
+        # up: delete kills what is in it) is written while it works.
+        self.channel.send({"type": "placed", "cgroup_paths": self.plan["cgroup_paths"]})
         attach_warmup.end()
         self._record_init(self.init_pid)
-        parent.send({"type": "placed"})
 
     def _record_init(self, pid: int) -> None:
         from pyruntime.oci.state import process_start_time
@@ -235,6 +264,7 @@ class InitLauncher:
                 os.waitpid(self.init_pid, 0)
             except ChildProcessError:
                 pass
+            self.init_pid = 0  # reaped: the number may be someone else's from now on
 
 
 def _write_mapping(pid: int, name: str, mappings: list[dict]) -> None:

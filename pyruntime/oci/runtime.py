@@ -79,14 +79,6 @@ class Runtime:
         from pyruntime.cgroups.placement import CgroupPlacement
         from pyruntime.oci.launcher import InitLauncher
 
-        # Imported now, before the fork, so that stage 1 does not import them on the
-        # start path; without the native launcher this also overlaps the kernel's wait
-        # that attach_warmup started, which making the cgroup would otherwise wait for.
-        import pyruntime.cgroups.api  # noqa: F401
-        import pyruntime.oci.bootstrap  # noqa: F401
-        from pyruntime.oci.init import import_what_init_needs
-
-        import_what_init_needs(config)
         directory = self.store.reserve(container_id)
         record = ContainerRecord(directory, {
             "id": container_id,
@@ -99,8 +91,36 @@ class Runtime:
             "config": config,
         })
         cgroup = None
+        launcher = None
+        state_dir_fd = -1
         try:
             record.save()
+            # Opened here, not by init: in a user namespace init may not be allowed to
+            # walk into the runtime's root (0700), as with runc's fifo fd.
+            state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            launcher = InitLauncher({
+                "id": container_id,
+                "bundle": bundle,
+                "config": config,
+                "state_dir_fd": state_dir_fd,
+                "no_pivot": no_pivot,
+                "no_new_keyring": no_new_keyring,
+                "console_fd": -1 if console_fd is None else console_fd,
+                "preserve_fds": preserve_fds,
+                "hook_state": _hook_state(record),
+            }, record)
+            if not self.systemd_cgroup:
+                # Where it can, init is forked now: it imports what it needs and makes
+                # its namespaces while we make its cgroup (on the other CPU), and waits
+                # to be placed in it. Otherwise `launch` starts it (or stage 1).
+                launcher.fork_init()
+            import pyruntime.cgroups.api  # noqa: F401 - here, not in a forked child
+            if not launcher.init_pid:
+                # Before stage 1 is forked, so that it does not import them on the start
+                # path.
+                from pyruntime.oci.init import import_what_init_needs
+
+                import_what_init_needs(config)
             os.mkfifo(record.fifo_path, 0o622)
             # Writable by init whatever uid it runs as (a user namespace's root is some
             # unprivileged host uid); mkfifo's mode went through our umask.
@@ -124,31 +144,18 @@ class Runtime:
                 record.save()  # recorded before created, so delete can always find it
                 cgroup.create()
                 _apply_resources(cgroup, config.get("linux", {}).get("resources"))
-            # Opened here, not by init: in a user namespace init may not be allowed to
-            # walk into the runtime's root (0700), as with runc's fifo fd.
-            state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            plan = {
-                "id": container_id,
-                "bundle": bundle,
-                "config": config,
-                "state_dir_fd": state_dir_fd,
-                "no_pivot": no_pivot,
-                "no_new_keyring": no_new_keyring,
-                "console_fd": -1 if console_fd is None else console_fd,
-                "preserve_fds": preserve_fds,
-                "cgroup_paths": cgroup.paths,
-                "hook_state": _hook_state(record),
-            }
-            try:
-                pid = InitLauncher(plan, record, cgroup).launch()
-            finally:
-                os.close(state_dir_fd)
+            pid = launcher.launch(cgroup)
             if pid_file:
                 write_pid_file(pid_file, pid)
             return pid
         except BaseException as error:
+            if launcher is not None:
+                launcher.abort()
             self._discard(record, cgroup, ran_hooks=isinstance(error, HookError))
             raise
+        finally:
+            if state_dir_fd >= 0:
+                os.close(state_dir_fd)
 
     def _discard(self, record: ContainerRecord, cgroup, ran_hooks: bool) -> None:
         """Undo a failed create: processes, cgroup, state directory."""
