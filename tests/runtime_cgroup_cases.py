@@ -227,23 +227,39 @@ class RuntimeCgroupCases:
         env.cli("delete", "--force", container_id)
         assert cgroup_dirs(container_id) == []
 
-    def test_the_shared_parent_goes_with_the_last_container(self, env):
-        """Containers without cgroupsPath share the parent /pyruntime; deleted in another
-        order than created, the last one out still removes it."""
-        first, second = env.new_id("first"), env.new_id("second")
-        for container_id in (first, second):
-            env.cli("run", "-d", "--bundle", env.bundle(container_id, ["/bin/sleep", "300"]),
-                    container_id)
-        assert cgroup_dirs("pyruntime")
-        env.cli("delete", "--force", first)
-        env.cli("delete", "--force", second)
-        # Other pyruntime users on this host (another test session, a run killed before
-        # its cleanup) may keep containers under the same parent, which must then stay;
-        # what must never be left is an empty parent, or ours under it.
-        for parent in cgroup_dirs("pyruntime"):
-            children = sorted(entry.name for entry in os.scandir(parent) if entry.is_dir())
-            assert children, f"{parent} was left behind empty"
-            assert first not in children and second not in children
+    def test_without_cgroups_path_the_container_goes_below_the_runtimes_cgroup(self, env):
+        """runc's placement (pyruntime.cgroups.placement): the container's ID below the
+        cgroup the runtime runs in, in every hierarchy; on cgroup v2 below that cgroup's
+        parent. The runtime is started from a cgroup of the test's own to see it."""
+        from pyruntime.cgroups.placement import mounted_hierarchies
+
+        caller = env.new_id("caller")
+        container_id = env.new_id("placed")
+        made = []
+        try:
+            for key, mount in mounted_hierarchies().items():
+                made.append(os.path.join(mount, caller))
+                os.mkdir(made[-1])
+                if "cpuset" in key.split(","):
+                    for name in ("cpuset.cpus", "cpuset.mems"):
+                        with open(os.path.join(mount, name)) as f:
+                            value = f.read().strip()
+                        with open(os.path.join(made[-1], name), "w") as f:
+                            f.write(value)
+            move = 'for d in $DIRS; do echo $$ > "$d/cgroup.procs"; done; exec "$@"'
+            subprocess.run(["sh", "-c", move, "sh", PYRUNTIME, "--root", env.root, "run", "-d",
+                            "--bundle", env.bundle("b", ["/bin/sleep", "300"]), container_id],
+                           env=dict(os.environ, DIRS=" ".join(made)), check=True, timeout=60,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            pid = json.loads(env.cli("state", container_id).stdout)["pid"]
+            with open(f"/proc/{pid}/cgroup") as f:
+                paths = {line.split(":", 2)[2].strip() for line in f}
+            expected = f"/{container_id}" if cgroup_v2() else f"/{caller}/{container_id}"
+            assert paths == {expected}
+        finally:
+            env.cli("delete", "--force", container_id, check=False)
+            for directory in made:
+                os.rmdir(directory)
 
     def test_a_limit_the_host_cannot_enforce_is_refused(self, env):
         if cgroup_v2():

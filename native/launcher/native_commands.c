@@ -18,7 +18,6 @@
 
 #include "state_record.h"
 
-#define SHARED_CGROUP_PARENT "pyruntime"  /* pyruntime.cgroups.placement.DEFAULT_PARENT */
 #define MAX_CGROUP_DEPTH 32
 
 /*
@@ -128,28 +127,17 @@ static int longer_first(const void *a, const void *b)
 
 /*
  * CgroupPlacement.remove for a container whose processes are all gone: its directories,
- * then the parents its create made and the shared /pyruntime parent, each only if empty.
- * A directory that is still busy (a process left behind) is Python's to kill and retry.
+ * then the parents its create made, each only if empty. A directory that is still busy
+ * (a process left behind) is Python's to kill and retry.
  */
 static int remove_cgroups(const struct state_record *record)
 {
     for (size_t i = 0; i < record->cgroup_count; i++)
         if (remove_cgroup_tree(record->cgroup_paths[i], 0) != 0)
             return PYTHON_NEEDED;
-    char *parents[2 * MAX_CGROUP_DIRECTORIES];
-    char parent_of[MAX_CGROUP_DIRECTORIES][PATH_MAX];
-    size_t count = 0;
-    for (size_t i = 0; i < record->created_count; i++)
-        parents[count++] = record->created_parents[i];
-    for (size_t i = 0; i < record->cgroup_count; i++) {
-        char *slash = strrchr(strcpy(parent_of[i], record->cgroup_paths[i]), '/');
-        if (!slash || slash == parent_of[i])
-            continue;
-        *slash = '\0';
-        const char *name = strrchr(parent_of[i], '/');
-        if (name && strcmp(name + 1, SHARED_CGROUP_PARENT) == 0)
-            parents[count++] = parent_of[i];
-    }
+    char *parents[MAX_CGROUP_DIRECTORIES];
+    size_t count = record->created_count;
+    memcpy(parents, record->created_parents, count * sizeof *parents);
     qsort(parents, count, sizeof *parents, longer_first);
     for (size_t i = 0; i < count; i++)
         rmdir(parents[i]);  /* gone already, or another container still uses it */

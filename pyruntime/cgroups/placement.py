@@ -15,8 +15,6 @@ import time
 from pyruntime.errors import PyruntimeError
 from pyruntime.linux.kernel_files import write_kernel_file
 
-DEFAULT_PARENT = "/pyruntime"
-
 
 class CgroupError(PyruntimeError):
     """A cgroup could not be created, joined or removed."""
@@ -81,13 +79,20 @@ class CgroupPlacement:
 
     @classmethod
     def for_container(cls, cgroups_path: str | None, container_id: str) -> "CgroupPlacement":
+        """runc's placement: an absolute cgroupsPath as it is; a relative one, and the
+        container's ID when there is none, below the runtime's own cgroup in each
+        hierarchy. On a cgroup v2 host, below the parent of that cgroup: the runtime's
+        own (a login scope, a service) has processes in it, and a cgroup with processes
+        cannot hand controllers down to a child (runc's fs2 does the same)."""
         hierarchies = mounted_hierarchies()
         if not hierarchies:
             raise CgroupError("no cgroup filesystem is mounted on this host")
+        path = cgroups_path or container_id
         relative_to: dict[str, str] = {}
-        if cgroups_path and not cgroups_path.startswith("/"):
+        if not path.startswith("/"):
             relative_to = own_cgroups()
-        path = cgroups_path or f"{DEFAULT_PARENT}/{container_id}"
+            if list(hierarchies) == [""]:
+                relative_to[""] = os.path.dirname(relative_to.get("", "/").rstrip("/")) or "/"
         paths = {}
         for key, mount_point in hierarchies.items():
             if not path.startswith("/"):
@@ -175,14 +180,8 @@ class CgroupPlacement:
                         ) from None
                     self.signal_all(9)
                     time.sleep(0.01)
-        # The parents this create made, and the shared default parent `/pyruntime`
-        # whoever made it: with containers deleted in another order than created, the
-        # last one out must take it away.
-        parents = set(self.created)
-        for path in self.paths.values():
-            if os.path.basename(os.path.dirname(path)) == DEFAULT_PARENT.lstrip("/"):
-                parents.add(os.path.dirname(path))
-        for parent in sorted(parents, key=len, reverse=True):
+        # The parents this create made, if no other container uses them now.
+        for parent in sorted(set(self.created), key=len, reverse=True):
             try:
                 os.rmdir(parent)
             except OSError:
