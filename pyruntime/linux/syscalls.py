@@ -92,6 +92,15 @@ def setns(fd: int, nstype: int, what: str = "") -> None:
         raise _fail(f"setns {what or fd}")
 
 
+RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2); RLIM_INFINITY for no limit."""
+    if lib.pyrt_setrlimit(resource, soft, hard) < 0:
+        raise _fail(f"setrlimit {resource} to {soft}/{hard}")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     if lib.pyrt_sethostname(raw, len(raw)) < 0:

@@ -218,8 +218,6 @@ def _import_before_fork(process: dict, config: dict) -> None:
 
     import pyruntime.linux.capabilities  # noqa: F401
 
-    if process.get("rlimits"):
-        import resource  # noqa: F401
     if process.get("apparmorProfile") or process.get("selinuxLabel"):
         import pyruntime.oci.lsm  # noqa: F401
     if config.get("linux", {}).get("seccomp") is not None:

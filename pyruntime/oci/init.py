@@ -18,7 +18,6 @@ from pyruntime.oci import process as proc
 from pyruntime.oci.channel import Channel
 from pyruntime.oci.channel import describe
 from pyruntime.oci.errors import ContainerStartError, HookError, OCIError
-from pyruntime.oci.hooks import run_hooks
 from pyruntime.oci.namespaces import by_type
 from pyruntime.oci.state import EXEC_FIFO
 
@@ -60,6 +59,8 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     hooks = config.get("hooks", {})
     state = dict(plan["hook_state"], pid=host_pid, status="creating")
     if hooks.get("createContainer"):
+        from pyruntime.oci.hooks import run_hooks
+
         run_hooks("createContainer", hooks["createContainer"], state)
 
     state_dir_fd = plan["state_dir_fd"]
@@ -106,6 +107,8 @@ def _setup_and_wait(plan: dict, channel: Channel) -> None:
     os.close(state_dir_fd)
     try:
         if hooks.get("startContainer"):
+            from pyruntime.oci.hooks import run_hooks  # imported before pivot_root
+
             run_hooks("startContainer", hooks["startContainer"], dict(state, status="created"))
         proc.load_late_seccomp(process, seccomp)
         proc.prepare_fds(plan.get("preserve_fds", 0))
@@ -125,8 +128,9 @@ def import_what_init_needs(config: dict) -> None:
     import pyruntime.linux.process_control  # noqa: F401
     import pyruntime.oci.rootfs  # noqa: F401
 
-    if config["process"].get("rlimits"):
-        import resource  # noqa: F401
+    if config.get("hooks"):
+        import pyruntime.oci.hooks  # noqa: F401
+
     if config["process"].get("apparmorProfile") or config["process"].get("selinuxLabel"):
         import pyruntime.oci.lsm  # noqa: F401
     if config.get("linux", {}).get("seccomp") is not None:

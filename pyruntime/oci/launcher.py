@@ -10,11 +10,9 @@ import os
 
 from pyruntime.cgroups import attach_warmup
 from pyruntime.linux.kernel_files import write_kernel_file
-from pyruntime.oci.bootstrap import children_pid_namespace, forks_init_directly, run_direct_init
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
-from pyruntime.oci.hooks import run_hooks
 from pyruntime.oci.namespaces import restore_children_pid_namespace
 
 ERROR_KINDS = {
@@ -126,6 +124,9 @@ class InitLauncher:
         """Fork init now, straight into its PID namespace, where no stage 1 is needed
         (pyruntime.oci.bootstrap says when): it waits for `placed`, which brings it the
         cgroup's directories. Does nothing otherwise."""
+        from pyruntime.oci.bootstrap import (children_pid_namespace, forks_init_directly,
+                                             run_direct_init)
+
         if self.init_pid or not forks_init_directly(self.plan["config"]) or has_threads():
             return
         parent, child = channel_pair()
@@ -239,6 +240,8 @@ class InitLauncher:
         state = dict(self.plan["hook_state"], pid=self.init_pid, status="creating")
         for kind in ("prestart", "createRuntime"):
             if hooks.get(kind):
+                from pyruntime.oci.hooks import run_hooks
+
                 run_hooks(kind, hooks[kind], state)
 
     def _reap_bootstrap(self) -> None:

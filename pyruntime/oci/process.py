@@ -23,9 +23,6 @@ _RLIMITS = {
     "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 
-_UNLIMITED = 0xFFFFFFFFFFFFFFFF
-
-
 def become_process(process: dict, seccomp: dict | None) -> str:
     """The steps init and `exec` share, in runc's order, up to but not including the
     wait for `start` and the late seccomp load: returns the executable's path."""
@@ -54,19 +51,19 @@ def env_dict(env: list[str]) -> dict[str, str]:
 
 
 def apply_rlimits(rlimits: list[dict]) -> None:
-    if not rlimits:
-        return
-    import resource
+    from pyruntime.linux import syscalls as sc
 
-    for limit in rlimits:
-        soft = -1 if limit["soft"] >= _UNLIMITED else limit["soft"]
-        hard = -1 if limit["hard"] >= _UNLIMITED else limit["hard"]
+    for limit in rlimits or ():
+        soft = min(limit["soft"], sc.RLIM_INFINITY)
+        hard = min(limit["hard"], sc.RLIM_INFINITY)
         try:
-            resource.setrlimit(_RLIMITS[limit["type"]], (soft, hard))
-        except (ValueError, OSError) as error:
+            sc.setrlimit(_RLIMITS[limit["type"]], soft, hard)
+        except OSError as error:
+            shown = ["unlimited" if value == sc.RLIM_INFINITY else str(value)
+                     for value in (soft, hard)]
             raise ContainerStartError(
-                f"process.rlimits: setting {limit['type']} to {soft}/{hard}: {error}"
-            ) from None
+                f"process.rlimits: setting {limit['type']} to {shown[0]}/{shown[1]}: "
+                f"{os.strerror(error.errno)}") from None
 
 
 def enter_cwd(cwd: str) -> None:

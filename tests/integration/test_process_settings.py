@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import ROOT_ONLY
+from . import ROOT_ONLY, pyruntime_only
 from .bundle import tmpfs_mount
 
 pytestmark = ROOT_ONLY
@@ -66,6 +66,31 @@ def test_several_rlimits(runtime, bundle):
     limits = {l[:26].strip(): l[26:].split()[:2] for l in run_ok(runtime, b).splitlines()}
     assert limits == {"Max open files": ["512", "512"], "Max processes": ["300", "400"],
                       "Max core file size": ["0", "0"]}
+
+
+def test_unlimited_rlimits(runtime, bundle):
+    unlimited = 2**64 - 1  # RLIM_INFINITY, as runc spec writes it
+    # Hard limits the runtime's own are (raising one needs CAP_SYS_RESOURCE, which the
+    # test hosts' bounding set lacks).
+    b = bundle(["sh", "-c", "grep -E 'Max (core file size|file size)' /proc/self/limits"],
+               rlimits={"RLIMIT_CORE": (unlimited, unlimited),
+                        "RLIMIT_FSIZE": (65536, unlimited)})
+    limits = {l[:26].strip(): l[26:].split()[:2] for l in run_ok(runtime, b).splitlines()}
+    assert limits == {"Max core file size": ["unlimited", "unlimited"],
+                      "Max file size": ["65536", "unlimited"]}
+
+
+@pyruntime_only
+def test_an_rlimit_the_kernel_refuses_fails_the_create(runtime, bundle):
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1  # more open files than the kernel allows anyone
+    b = bundle(["true"], rlimits={"RLIMIT_NOFILE": (too_many, too_many)})
+    cid = runtime.new_id()
+    proc = runtime.run("create", "--bundle", b, cid)
+    assert proc.returncode == 255
+    assert (f"process.rlimits: setting RLIMIT_NOFILE to {too_many}/{too_many}: "
+            "Operation not permitted") in proc.stderr
+    assert runtime.status(cid) is None
 
 
 def test_env_and_cwd(runtime, bundle):
