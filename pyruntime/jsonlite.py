@@ -82,7 +82,54 @@ def dumps(value: Any) -> str:
 
 
 def dumps_pretty(value: Any) -> str:
-    """Indented JSON for people (`spec`, `features`, `state`); off the hot path."""
-    import json
+    """Indented JSON, as `json.dumps(value, indent=2)`: what `state`, `list`, `spec` and
+    `features` print. Engines run `state` often, so dicts and lists with string keys are
+    laid out here over the C encoder; anything else goes to `json`."""
+    pieces: list[str] = []
+    try:
+        _pretty(value, "\n", pieces.append)
+    except _NotPlain:
+        import json
 
-    return json.dumps(value, indent=2)
+        return json.dumps(value, indent=2)
+    return "".join(pieces)
+
+
+class _NotPlain(Exception):
+    """A value `_pretty` leaves to `json` (a non-string key, a tuple)."""
+
+
+def _pretty(value: Any, newline: str, out) -> None:
+    if type(value) is dict:
+        if not value:
+            out("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out(separator)
+            out("".join(_compact_encoder(key, 0)))
+            out(": ")
+            _pretty(item, inner, out)
+            separator = "," + inner
+        out(newline + "}")
+    elif type(value) is list:
+        if not value:
+            out("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out(separator)
+            _pretty(item, inner, out)
+            separator = "," + inner
+        out(newline + "]")
+    elif isinstance(value, (dict, list, tuple)):
+        raise _NotPlain  # subclasses and tuples: json's rules, not ours
+    else:
+        try:
+            out("".join(_compact_encoder(value, 0)))
+        except (TypeError, ValueError):
+            raise _NotPlain from None  # e.g. NaN, which json writes and dumps refuses

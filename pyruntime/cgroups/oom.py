@@ -17,8 +17,7 @@ import time
 
 from pyruntime.cgroups import cgroupfs
 from pyruntime.cgroups.errors import CgroupError
-from pyruntime.cgroups.placement import CgroupPlacement
-from pyruntime.cgroups.resources_v1 import hierarchy_dir
+from pyruntime.cgroups.placement import CgroupPlacement, hierarchy_dir
 
 
 def _is_v2(placement: CgroupPlacement) -> bool:

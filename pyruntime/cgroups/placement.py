@@ -60,6 +60,15 @@ def own_cgroups(pid: str = "self") -> dict[str, str]:
     return result
 
 
+def hierarchy_dir(paths: dict[str, str], controller: str) -> str | None:
+    """The container's directory in the v1 hierarchy that has `controller`
+    ("cpu" is found in a "cpu" or a "cpu,cpuacct" hierarchy)."""
+    for key, path in paths.items():
+        if key and not key.startswith("name=") and controller in key.split(","):
+            return path
+    return None
+
+
 def is_unified_only() -> bool:
     hierarchies = mounted_hierarchies()
     return list(hierarchies) == [""]

@@ -25,6 +25,7 @@ from pyruntime.cgroups.errors import (
     ResourceBusy,
     ResourceUnsupported,
 )
+from pyruntime.cgroups.placement import hierarchy_dir
 from pyruntime.cgroups.resources_v2 import (
     BLOCK_IO_FIELDS,
     CPU_FIELDS,
@@ -42,15 +43,6 @@ from pyruntime.cgroups.spec_values import (
     string,
     throttle_devices,
 )
-
-
-def hierarchy_dir(paths: dict[str, str], controller: str) -> str | None:
-    """The container's directory in the v1 hierarchy that has `controller`
-    ("cpu" is found in a "cpu" or a "cpu,cpuacct" hierarchy)."""
-    for key, path in paths.items():
-        if key and not key.startswith("name=") and controller in key.split(","):
-            return path
-    return None
 
 
 class _Plan:

@@ -22,7 +22,7 @@ import os
 
 from pyruntime.cgroups import cgroupfs
 from pyruntime.cgroups.cgroupfs import UNLIMITED
-from pyruntime.cgroups.resources_v1 import hierarchy_dir
+from pyruntime.cgroups.placement import hierarchy_dir
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _NS = 1_000_000_000

@@ -60,3 +60,28 @@ def test_dumps_is_compact_json(value):
 def test_dumps_refuses_what_json_refuses():
     with pytest.raises(TypeError, match="set"):
         jsonlite.dumps({"a": {1, 2}})
+
+
+@pytest.mark.parametrize("value", [
+    {}, [], "plain", 7, None, 2.5, {"a": {}, "b": []},
+    {"ociVersion": "1.2.0", "id": "c1", "pid": 42, "status": "running",
+     "annotations": {"org.example/key": "va\"lue\n", "é": "😀"}},
+    [1, "x", [2, [3, []]], {"deep": {"er": [None, True, False]}}],
+    {"nan": float("nan")}, {1: "non-string key"}, (1, 2), {"tuple": (1, 2)},
+])
+def test_dumps_pretty_is_json_with_indent_2(value):
+    # Plain dicts and lists are laid out by jsonlite; the rest falls back to json.
+    assert jsonlite.dumps_pretty(value) == json.dumps(value, indent=2)
+
+
+def test_dumps_pretty_of_a_state_does_not_import_json():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pyruntime import jsonlite; "
+            "jsonlite.dumps_pretty({'id': 'c1', 'annotations': {'a': 'b'}, 'pid': 1}); "
+            "print('json' in sys.modules, 're' in sys.modules)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(__import__("pathlib").Path(
+                             __file__).resolve().parents[2])}).stdout
+    assert out.split() == ["False", "False"]
