@@ -7,6 +7,11 @@ Measures, per runtime, the wall time of the commands a container engine runs:
   run         RUNTIME --root R run --bundle B ID                 (args ["/bin/true"])
   lifecycle   RUNTIME --root R create --bundle B ID; start ID; delete --force ID
   exec        RUNTIME --root R exec ID /bin/true     (in a container started with run -d)
+  idle-run    run, after 100 ms in which no runtime ran: an engine starting a container
+              now and then rather than in a tight loop. Linux makes the first write to
+              a cgroup.procs after a quiet spell wait for an RCU grace period, which a
+              loop of back-to-back runs keeps from happening (pyruntime starts that wait
+              early, see pyruntime/cgroups/attach_warmup.py; runc waits for it in line).
 
 Runs alternate between runtimes (A, B, C, A, B, C, ...) so that drift in the machine's
 load affects all of them alike; each operation gets --warmup untimed runs per runtime,
@@ -35,7 +40,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BUNDLE = os.environ.get("PYRUNTIME_BUNDLE", "/var/lib/pyruntime/bundles/busybox")
 NS_MARKER = "PYRUNTIME_BENCH_IN_NAMESPACE"
 CGROUP_UNIFIED = "/sys/fs/cgroup/unified"
-OPERATIONS = ("run", "lifecycle", "exec")
+OPERATIONS = ("run", "lifecycle", "exec", "idle-run")
+IDLE_SECONDS = 0.1
 
 
 class Failed(Exception):
@@ -132,7 +138,12 @@ def op_exec(rt: Runtime, bundles: dict[str, str], cid: str, exec_ids: dict[str, 
     return rt.call("exec", target, "/bin/true")
 
 
-OPS = {"run": op_run, "lifecycle": op_lifecycle, "exec": op_exec}
+def op_idle_run(rt: Runtime, bundles: dict[str, str], cid: str, exec_ids: dict[str, str]) -> int:
+    time.sleep(IDLE_SECONDS)  # untimed
+    return op_run(rt, bundles, cid, exec_ids)
+
+
+OPS = {"run": op_run, "lifecycle": op_lifecycle, "exec": op_exec, "idle-run": op_idle_run}
 
 
 def become_subreaper() -> None:
@@ -308,7 +319,8 @@ def report(runtimes: list[Runtime], times, args, where: str) -> None:
     for note in notes:
         print(f"  {note}")
     print("\nlifecycle = create + start + delete --force timed as one unit; "
-          "exec = exec /bin/true into a running container.")
+          "exec = exec /bin/true into a running container;\n"
+          f"idle-run = run after {IDLE_SECONDS * 1000:.0f} ms in which no runtime ran.")
 
 
 def cleanup(runtimes: list[Runtime], scratch: str) -> None:
