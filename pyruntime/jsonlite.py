@@ -95,37 +95,34 @@ def dumps_pretty(value: Any) -> str:
     return "".join(pieces)
 
 
+def _pretty_items(items: list, brackets: str, newline: str, out) -> None:
+    """An object's members ("key": prefixes) or an array's items, one per line."""
+    if not items:
+        out(brackets)
+        return
+    inner = newline + "  "
+    separator = brackets[0] + inner
+    for prefix, item in items:
+        out(separator)
+        out(prefix)
+        _pretty(item, inner, out)
+        separator = "," + inner
+    out(newline + brackets[1])
+
+
 class _NotPlain(Exception):
     """A value `_pretty` leaves to `json` (a non-string key, a tuple)."""
 
 
 def _pretty(value: Any, newline: str, out) -> None:
     if type(value) is dict:
-        if not value:
-            out("{}")
-            return
-        inner = newline + "  "
-        separator = "{" + inner
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str:
                 raise _NotPlain
-            out(separator)
-            out("".join(_compact_encoder(key, 0)))
-            out(": ")
-            _pretty(item, inner, out)
-            separator = "," + inner
-        out(newline + "}")
+        _pretty_items([("".join(_compact_encoder(key, 0)) + ": ", item)
+                       for key, item in value.items()], "{}", newline, out)
     elif type(value) is list:
-        if not value:
-            out("[]")
-            return
-        inner = newline + "  "
-        separator = "[" + inner
-        for item in value:
-            out(separator)
-            _pretty(item, inner, out)
-            separator = "," + inner
-        out(newline + "]")
+        _pretty_items([("", item) for item in value], "[]", newline, out)
     elif isinstance(value, (dict, list, tuple)):
         raise _NotPlain  # subclasses and tuples: json's rules, not ours
     else:

@@ -64,36 +64,36 @@ static char *new_string(const char *value, const char *end)
     return strdup(buffer);
 }
 
-static int read_cgroups(struct state_record *record, const char *document, const char *end)
+/*
+ * The strings of `member` (an object's values, or an array's items, as `kind` says) into
+ * `strings`, at most MAX_CGROUP_DIRECTORIES. An absent or false member is no strings.
+ */
+static int read_strings(const char *document, const char *end, const char *member, char kind,
+                        char **strings, size_t *count)
 {
+    const char *container = json_member(document, end, member);
+    if (!container || json_is_falsy(container, end))
+        return 0;
     struct json_walk walk;
     const char *key;
     const char *value;
     int more;
-    const char *paths = json_member(document, end, "cgroup_paths");
-    if (paths && !json_is_falsy(paths, end)) {
-        if (*paths != '{' || json_enter(&walk, paths, end) != 0)
-            return -1;
-        while ((more = json_next(&walk, &key, &value)) == 1) {
-            if (record->cgroup_count == MAX_CGROUP_DIRECTORIES ||
-                !(record->cgroup_paths[record->cgroup_count++] = new_string(value, end)))
-                return -1;
-        }
-        if (more < 0)
+    if (*container != kind || json_enter(&walk, container, end) != 0)
+        return -1;
+    while ((more = json_next(&walk, &key, &value)) == 1) {
+        if (*count == MAX_CGROUP_DIRECTORIES || !(strings[(*count)++] = new_string(value, end)))
             return -1;
     }
-    const char *created = json_member(document, end, "cgroup_created");
-    if (created && !json_is_falsy(created, end)) {
-        if (*created != '[' || json_enter(&walk, created, end) != 0)
-            return -1;
-        while ((more = json_next(&walk, &key, &value)) == 1) {
-            if (record->created_count == MAX_CGROUP_DIRECTORIES ||
-                !(record->created_parents[record->created_count++] = new_string(value, end)))
-                return -1;
-        }
-        if (more < 0)
-            return -1;
-    }
+    return more;
+}
+
+static int read_cgroups(struct state_record *record, const char *document, const char *end)
+{
+    if (read_strings(document, end, "cgroup_paths", '{', record->cgroup_paths,
+                     &record->cgroup_count) != 0 ||
+        read_strings(document, end, "cgroup_created", '[', record->created_parents,
+                     &record->created_count) != 0)
+        return -1;
     const char *unit = json_member(document, end, "cgroup_unit");
     record->systemd_unit = unit != NULL && !json_is_falsy(unit, end);
     return 0;
