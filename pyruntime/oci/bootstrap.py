@@ -12,9 +12,10 @@ must be written before any process is in it: stage 1 does that too.
 
 Without either (the common case), the runtime forks init itself, with one process and
 one exchange fewer: it sets its own namespace for children to the container's PID
-namespace just for that fork (`children_pid_namespace`), and init joins or makes the
-other namespaces itself (`run_direct_init`) while the runtime places it in its cgroup,
-then waits for `placed` before it does anything else: from then on, as when born there,
+namespace just for that fork (`children_pid_namespace`), before it makes the cgroup.
+Init (`run_direct_init`) imports what it needs and joins or makes the other namespaces
+while the runtime makes the cgroup and places it there, then waits for `placed` before
+it builds anything of the container: from then on, as when born in the cgroup,
 everything it does and makes is the container cgroup's (devices it creates included).
 
 Everything init will need is imported before the first namespace is entered: in a new
@@ -87,11 +88,7 @@ def children_pid_namespace(config: dict) -> int | None:
     path = wanted["pid"]
     if not path:
         return set_children_pid_namespace(None)
-    try:
-        join_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as error:
-        raise ContainerStartError(
-            f"linux.namespaces: cannot open {path}: {error.strerror}") from None
+    join_fd = _open_namespace_paths({"pid": path})["pid"]
     try:
         return set_children_pid_namespace(join_fd, f"pid namespace {path}")
     finally:

@@ -23,6 +23,7 @@ _RLIMITS = {
     "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 
+
 def become_process(process: dict, seccomp: dict | None) -> str:
     """The steps init and `exec` share, in runc's order, up to but not including the
     wait for `start` and the late seccomp load: returns the executable's path."""
