@@ -46,8 +46,15 @@ static int release_init(struct state_record *record, const char *id,
         if (count < 0 && errno == EINTR)
             continue;
         if (count < 0 && errno != EAGAIN) {
+            int error = errno;
             close(fd);
-            return PYTHON_NEEDED;
+            if (!received)
+                return PYTHON_NEEDED;  /* init has not been let go: Python may try again */
+            char message[1300];
+            snprintf(message, sizeof message, "container %s: reading the exec FIFO: %s", id,
+                     strerror(error));
+            log_error(log, message);
+            return 255;
         }
         if (count == 0 && received)
             break;  /* init's end closed: exec'd, or gave up */
