@@ -12,7 +12,8 @@ must be written before any process is in it: stage 1 does that too.
 
 Without either (the common case), the runtime forks init itself, with one process and
 one exchange fewer: it sets its own namespace for children to the container's PID
-namespace just for that fork (`children_pid_namespace`), before it makes the cgroup.
+namespace just for that fork (`fork_in_container_pid_namespace`), before it makes the
+cgroup.
 Init (`run_direct_init`) imports what it needs and joins or makes the other namespaces
 while the runtime makes the cgroup and places it there, then waits for `placed` before
 it builds anything of the container: from then on, as when born in the cgroup,
@@ -30,7 +31,7 @@ from pyruntime.linux import syscalls as sc
 from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.channel import Channel
 from pyruntime.oci.errors import ContainerStartError
-from pyruntime.oci.namespaces import NAMESPACES, by_type, set_children_pid_namespace
+from pyruntime.oci.namespaces import NAMESPACES, by_type, fork_in_pid_namespace
 
 
 def run_bootstrap(plan: dict, channel: Channel) -> None:
@@ -77,20 +78,19 @@ def forks_init_directly(config: dict) -> bool:
     return "user" not in wanted and "time" not in wanted
 
 
-def children_pid_namespace(config: dict) -> int | None:
-    """Make the runtime's next child a process of the container's PID namespace (a new
-    one, or the one at the given path). Returns an fd of the runtime's own namespace for
-    children, for `restore_children_pid_namespace` right after the fork; None when the
-    container shares the runtime's PID namespace."""
+def fork_in_container_pid_namespace(config: dict, fork) -> int:
+    """Call `fork` (which forks and returns the child's pid) so that the child is born in
+    the container's PID namespace: a new one, whose PID 1 it is, the one at the given
+    path, or ours when the config asks for none."""
     wanted = by_type(config.get("linux", {}).get("namespaces", []))
     if "pid" not in wanted:
-        return None
+        return fork()
     path = wanted["pid"]
     if not path:
-        return set_children_pid_namespace(None)
+        return fork_in_pid_namespace(None, fork)
     join_fd = _open_namespace_paths({"pid": path})["pid"]
     try:
-        return set_children_pid_namespace(join_fd, f"pid namespace {path}")
+        return fork_in_pid_namespace(join_fd, fork, f"pid namespace {path}")
     finally:
         os.close(join_fd)
 

@@ -27,8 +27,7 @@ from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.exit_status import ExitStatus
 from pyruntime.oci.launcher import ERROR_KINDS, fork_child, has_threads, start_child
-from pyruntime.oci.namespaces import (NAMESPACES, restore_children_pid_namespace,
-                                      same_namespace, set_children_pid_namespace)
+from pyruntime.oci.namespaces import NAMESPACES, fork_in_pid_namespace, same_namespace
 
 
 def exec_in_container(record, cgroup, process: dict, *, detach: bool,
@@ -60,13 +59,13 @@ def exec_in_container(record, cgroup, process: dict, *, detach: bool,
             plan["console_fd"] = console_fd if console_fd is not None else (
                 foreground.console_fd if foreground.console_fd is not None else -1)
             parent, child = channel_pair()
-            passed = [*namespace_fds.values(), root_fd, *range(3, 3 + preserve_fds)]
-            if plan["console_fd"] >= 0:
-                passed.append(plan["console_fd"])
             try:
                 if "time" not in namespace_fds and not has_threads():
                     pid = _fork_process(parent, child, cgroup, plan)
                 else:
+                    passed = [*namespace_fds.values(), root_fd, *range(3, 3 + preserve_fds)]
+                    if plan["console_fd"] >= 0:
+                        passed.append(plan["console_fd"])
                     stage1 = start_child(parent, child, "exec", plan, tuple(passed))
                     pid = _converse(parent, cgroup, stage1)
             finally:
@@ -100,12 +99,11 @@ def _fork_process(channel: Channel, child: Channel, cgroup, plan: dict) -> int:
     """The process forked by us into the container's PID namespace; its pid once it
     has exec'd."""
     pid_fd = plan["namespace_fds"].get("pid")
-    own = set_children_pid_namespace(pid_fd) if pid_fd is not None else None
-    try:
-        pid = fork_child(channel, child, enter_directly, plan)
-    finally:
-        if own is not None:
-            restore_children_pid_namespace(own)
+
+    def fork() -> int:
+        return fork_child(channel, child, enter_directly, plan)
+
+    pid = fork_in_pid_namespace(pid_fd, fork) if pid_fd is not None else fork()
     try:
         _place(channel, cgroup, pid)
         _wait_for_exec(channel)

@@ -13,7 +13,6 @@ from pyruntime.linux.kernel_files import write_kernel_file
 from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
-from pyruntime.oci.namespaces import restore_children_pid_namespace
 
 ERROR_KINDS = {
     "ProcessNotFound": ProcessNotFound,
@@ -124,19 +123,15 @@ class InitLauncher:
         """Fork init now, straight into its PID namespace, where no stage 1 is needed
         (pyruntime.oci.bootstrap says when): it waits for `placed`, which brings it the
         cgroup's directories. Does nothing otherwise."""
-        from pyruntime.oci.bootstrap import (children_pid_namespace, forks_init_directly,
-                                             run_direct_init)
+        from pyruntime.oci.bootstrap import (fork_in_container_pid_namespace,
+                                             forks_init_directly, run_direct_init)
 
         if self.init_pid or not forks_init_directly(self.plan["config"]) or has_threads():
             return
         parent, child = channel_pair()
         self.channel = parent
-        own_namespace = children_pid_namespace(self.plan["config"])
-        try:
-            self.init_pid = fork_child(parent, child, run_direct_init, self.plan)
-        finally:
-            if own_namespace is not None:
-                restore_children_pid_namespace(own_namespace)
+        self.init_pid = fork_in_container_pid_namespace(
+            self.plan["config"], lambda: fork_child(parent, child, run_direct_init, self.plan))
 
     def launch(self, cgroup) -> int:
         from pyruntime.linux import process_control

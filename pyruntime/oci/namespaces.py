@@ -36,24 +36,19 @@ def same_namespace(path_a: str, path_b: str) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def set_children_pid_namespace(fd: int | None, what: str = "pid namespace") -> int:
-    """Make our next children members of the PID namespace `fd` (None: a new one, whose
-    PID 1 the first child is). Returns an fd of our own namespace for children, for
-    `restore_children_pid_namespace` right after the fork."""
+def fork_in_pid_namespace(fd: int | None, fork, what: str = "pid namespace") -> int:
+    """Call `fork` (which forks and returns the child's pid) with our namespace for
+    children pointed at the PID namespace `fd` (None: a new one, whose PID 1 the child
+    is), and point it back at our own right after."""
     own = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if fd is None:
             sc.unshare(sc.CLONE_NEWPID)
         else:
             sc.setns(fd, sc.CLONE_NEWPID, what)
-    except BaseException:
-        os.close(own)
-        raise
-    return own
-
-
-def restore_children_pid_namespace(own: int) -> None:
-    try:
-        sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
+        try:
+            return fork()
+        finally:
+            sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
     finally:
         os.close(own)
