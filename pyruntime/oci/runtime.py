@@ -114,7 +114,6 @@ class Runtime:
                 # its namespaces while we make its cgroup (on the other CPU), and waits
                 # to be placed in it. Otherwise `launch` starts it (or stage 1).
                 launcher.fork_init()
-            import pyruntime.cgroups.api  # noqa: F401 - here, not in a forked child
             if not launcher.init_pid:
                 # Before stage 1 is forked, so that it does not import them on the start
                 # path.
