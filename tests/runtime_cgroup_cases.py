@@ -174,6 +174,24 @@ class RuntimeCgroupCases:
         assert 10 < len(pids) <= 20, pids
         assert env.stats(container_id)["pids"]["limit"] == 20
 
+    def test_creation_hooks_find_the_limits_set(self, env):
+        """The limits are set after init enters the cgroup (as runc does), but before
+        the prestart and createRuntime hooks run, which may rely on them."""
+        container_id = env.new_id("hooks")
+        path = env.bundle("b", ["/bin/true"], {"pids": {"limit": 37}})
+        with open(os.path.join(path, "config.json")) as f:
+            spec = json.load(f)
+        seen = os.path.join(env.directory, "seen")
+        script = (f"for d in $(find /sys/fs/cgroup -type d -name {container_id}); do "
+                  f"if [ -f $d/pids.max ]; then cat $d/pids.max; fi; done >> {seen}")
+        hook = {"path": "/bin/sh", "args": ["sh", "-c", script]}
+        spec["hooks"] = {"prestart": [hook], "createRuntime": [hook]}
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(spec, f)
+        env.cli("run", "--bundle", path, container_id)
+        with open(seen) as f:
+            assert f.read().split() == ["37", "37"]
+
     def test_pause_freezes_and_resume_thaws(self, env):
         counter_dir = os.path.join(env.directory, "counter")
         os.mkdir(counter_dir)

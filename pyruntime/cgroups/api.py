@@ -77,7 +77,8 @@ def _check(resources: object) -> dict:
 
 
 def apply_resources(placement: CgroupPlacement, resources: dict | None) -> None:
-    """Apply the OCI `linux.resources` to the container's (created, still empty) cgroup.
+    """Apply the OCI `linux.resources` to the container's new cgroup (empty, or holding
+    only an init that has not yet run anything of the user's).
 
     `None` or `{}` does nothing. Otherwise every field is enforced or refused; the device
     rules are always applied, as runc 1.1 does: the spec's `devices` rules followed by

@@ -14,6 +14,10 @@ from pyruntime.oci.channel import Channel, channel_pair
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 
+TYPE_CHECKING = False  # typing's own constant costs an import on the create path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 ERROR_KINDS = {
     "ProcessNotFound": ProcessNotFound,
     "ProcessNotExecutable": ProcessNotExecutable,
@@ -107,7 +111,8 @@ class InitLauncher:
 
     `fork_init` may be called first, before the container's cgroup exists: init then
     makes its namespaces and imports what it needs while the caller makes the cgroup.
-    `launch(cgroup)` places init (or stage 1) in the cgroup and sees it through to
+    `launch(cgroup, prepare_limits)` places init (or stage 1) in the cgroup, sets the
+    cgroup's limits when init asks for its creation hooks, and sees it through to
     `ready`; `abort` kills and reaps whatever was started, for a create that failed
     between the two."""
 
@@ -118,6 +123,7 @@ class InitLauncher:
         self.init_pid = 0
         self.bootstrap_pid = 0
         self.channel: Channel | None = None
+        self.set_limits: Callable[[], None] | None = None
 
     def fork_init(self) -> None:
         """Fork init now, straight into its PID namespace, where no stage 1 is needed
@@ -133,7 +139,15 @@ class InitLauncher:
         self.init_pid = fork_in_container_pid_namespace(
             self.plan["config"], lambda: fork_child(parent, child, run_direct_init, self.plan))
 
-    def launch(self, cgroup) -> int:
+    def launch(self, cgroup,
+               prepare_limits: Callable[[], Callable[[], None]] | None = None) -> int:
+        """`prepare_limits()` returns the function that sets the cgroup's limits and
+        device rules. It is called once the first process is in the cgroup and on its
+        way, so that its imports overlap init's mounts; the limits are set when init
+        asks for its creation hooks: runc's order (it sets them on procHooks). By then
+        init has made its device nodes, which a devices cgroup v1 rewriting its rules
+        (deny all, then allow) would refuse for a moment; and no process of the user's
+        has run."""
         from pyruntime.linux import process_control
 
         self.cgroup = cgroup
@@ -156,6 +170,8 @@ class InitLauncher:
                 # (attach_warmup).
                 self._place(self.bootstrap_pid)
                 attach_warmup.end()
+            if prepare_limits is not None:
+                self.set_limits = prepare_limits()
             self._converse(self.channel)
         except BaseException:
             self.abort()
@@ -211,6 +227,8 @@ class InitLauncher:
             elif kind == "init":
                 self._record_init(message["pid"])
             elif kind == "hooks":
+                if self.set_limits is not None:
+                    self.set_limits()
                 self._run_creation_hooks()
                 channel.send({"type": "hooks-ok", "pid": self.init_pid})
             elif kind == "ready":

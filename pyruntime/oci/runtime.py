@@ -21,6 +21,10 @@ from pyruntime.oci.errors import (ContainerNotFound, HookError, InvalidState, OC
 from pyruntime.oci.exit_status import ExitStatus
 from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
 
+TYPE_CHECKING = False  # typing's own constant costs an import on every command's path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_ROOT = "/run/pyruntime"
 
 
@@ -125,6 +129,7 @@ class Runtime:
             # unprivileged host uid); mkfifo's mode went through our umask.
             os.chmod(record.fifo_path, 0o622)
             cgroups_path = config.get("linux", {}).get("cgroupsPath")
+            prepare_limits = None  # a systemd unit is given its limits when started
             if self.systemd_cgroup:
                 from pyruntime.cgroups import systemd_path
 
@@ -142,8 +147,11 @@ class Runtime:
                 record.data["cgroup_created"] = cgroup.created
                 record.save()  # recorded before created, so delete can always find it
                 cgroup.create()
-                _apply_resources(cgroup, config.get("linux", {}).get("resources"))
-            pid = launcher.launch(cgroup)
+                resources = config.get("linux", {}).get("resources")
+
+                def prepare_limits() -> Callable[[], None]:
+                    return _limit_setter(cgroup, resources)
+            pid = launcher.launch(cgroup, prepare_limits)
             if pid_file:
                 write_pid_file(pid_file, pid)
             return pid
@@ -463,16 +471,20 @@ def _hook_state(record: ContainerRecord, status: str = "creating") -> dict:
     }
 
 
-def _apply_resources(cgroup, resources: dict | None) -> None:
-    """Limits before any process enters the cgroup. Without `linux.resources` the
-    container is still held to runc's default device list."""
+def _limit_setter(cgroup, resources: dict | None) -> Callable[[], None]:
+    """Imports what setting the container's limits needs, and returns the function that
+    sets them (InitLauncher.launch says when it is called). Without `linux.resources`
+    the container is still held to runc's default device list."""
     from pyruntime.cgroups import api as cgroups
 
-    cgroups.enable_controllers(cgroup)
-    if resources:
-        cgroups.apply_resources(cgroup, resources)
-    else:
-        cgroups.apply_devices(cgroup, None)
+    def set_limits() -> None:
+        cgroups.enable_controllers(cgroup)
+        if resources:
+            cgroups.apply_resources(cgroup, resources)
+        else:
+            cgroups.apply_devices(cgroup, None)
+
+    return set_limits
 
 
 def _systemd_unit(record: ContainerRecord, cgroups_path: str | None, config: dict):
