@@ -19,7 +19,7 @@ import time
 import pytest
 
 from . import REPO_ROOT, ROOT_ONLY, pyruntime_only, wait_for
-from .bundle import hook
+from .bundle import hook, tmpfs_mount
 
 pytestmark = [*ROOT_ONLY, pyruntime_only]
 
@@ -323,3 +323,162 @@ def test_delete_takes_the_containers_lock(runtime, bundle, native_only):
     _, errors = delete.communicate(timeout=30)
     assert delete.returncode == 0, errors
     assert not os.path.exists(directory)
+
+
+# --------------------------------------------------------------------------- exec in C
+# What an exec'd process can see of how it was set up: ids and groups, capability sets,
+# no_new_privs, cgroups, namespaces, limits, umask, cwd, environment, open fds.
+_PROBE = ("id; pwd; umask; ulimit -n; ulimit -s; env | sort; "
+          "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status; "
+          "cat /proc/self/cgroup; ls -l /proc/self/ns | sed 's/.* -> //'; ls /proc/self/fd")
+
+
+def _exec_both_ways(runtime, native_only, cid: str, *args, env_extra: dict | None = None):
+    """The same exec through the C path (a launcher with no Python) and through Python."""
+    native = run_binary(native_only, runtime, "exec", *args[:-1], cid, *args[-1])
+    python = run_binary(runtime.binary, runtime, "exec", *args[:-1], cid, *args[-1],
+                        env=dict(os.environ, PYRUNTIME_PYTHON_ONLY="1"))
+    return native, python
+
+
+_DETAILED = dict(
+    user={"uid": 1000, "gid": 1000, "additionalGids": [5, 7], "umask": 0o027},
+    capabilities={"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+                  "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                  "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                  "inheritable": ["CAP_NET_BIND_SERVICE"],
+                  "ambient": ["CAP_NET_BIND_SERVICE", "CAP_KILL"]},
+    rlimits={"RLIMIT_NOFILE": (321, 654), "RLIMIT_STACK": (4 << 20, 8 << 20)},
+    no_new_privileges=True, env={"FROM_CONFIG": "1", "SHARED": "config"}, cwd="/tmp",
+)
+
+
+@pytest.mark.parametrize("flags", [
+    (),
+    ("--env", "SHARED=flag", "-e", "EXTRA=x y", "--cwd", "/etc", "--user", "0:0"),
+    ("-u", "1234",),
+    ("--",),
+])
+def test_exec_in_c_sets_up_the_process_as_python_does(runtime, bundle, native_only, flags):
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"], **_DETAILED), cid)
+    native, python = _exec_both_ways(runtime, native_only, cid, *flags,
+                                     ["sh", "-c", _PROBE])
+    assert (native.returncode, native.stderr) == (0, ""), native.stderr
+    assert (python.returncode, python.stderr) == (0, ""), python.stderr
+    assert native.stdout == python.stdout
+    # And the probe saw what the config and the flags ask for, not just the same twice.
+    lines = native.stdout.splitlines()
+    status = runtime.state(cid)
+    with open(f"/proc/{status['pid']}/cgroup") as f:
+        assert set(f.read().splitlines()) <= set(lines)
+    if flags[:1] == ("--env",):
+        assert {"SHARED=flag", "EXTRA=x y", "FROM_CONFIG=1", "/etc"} <= set(lines)
+        assert lines[0].startswith("uid=0(root) gid=0(root)")
+    elif flags[:1] == ("-u",):
+        assert lines[0].startswith("uid=1234 gid=1000")
+    else:
+        assert {"SHARED=config", "/tmp", "0027", "321"} <= set(lines)
+        assert lines[0].startswith("uid=1000 gid=1000 groups=5,7")
+    assert "NoNewPrivs:\t1" in lines
+    assert lines[-4:] == ["0", "1", "2", "3"]  # stdio, and ls's own directory
+
+
+def test_exec_in_c_exit_codes_and_signals(runtime, bundle, native_only):
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"], mounts=[tmpfs_mount("/tmp")]), cid)
+    for script, code in (("exit 0", 0), ("exit 3", 3), ("kill -9 $$", 137)):
+        proc = run_binary(native_only, runtime, "exec", cid, "sh", "-c", script)
+        assert (proc.returncode, proc.stderr) == (code, ""), (script, proc.stderr)
+    # Signals to the runtime reach the process, as a foreground runc exec passes them on.
+    marker = f"/proc/{runtime.state(cid)['pid']}/root/tmp/trapped"
+    exec_proc = subprocess.Popen(
+        [native_only, "--root", runtime.root, "exec", cid, "sh", "-c",
+         "trap 'exit 7' TERM; touch /tmp/trapped; while :; do sleep 0.05; done"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: os.path.exists(marker), timeout=20)
+    exec_proc.send_signal(signal.SIGTERM)
+    _, errors = exec_proc.communicate(timeout=20)
+    assert (exec_proc.returncode, errors) == (7, "")
+
+
+def test_exec_in_c_passes_no_fd_and_holds_no_lock_while_it_runs(runtime, bundle, native_only):
+    import fcntl
+
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"], mounts=[tmpfs_mount("/tmp")]), cid)
+    marker = f"/proc/{runtime.state(cid)['pid']}/root/tmp/fds"
+    read_end, write_end = os.pipe()  # inheritable, as an engine's stray fd would be
+    os.set_inheritable(write_end, True)
+    try:
+        exec_proc = subprocess.Popen(
+            [native_only, "--root", runtime.root, "exec", cid, "sh", "-c",
+             "ls /proc/self/fd > /tmp/fds; sleep 30"],
+            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            pass_fds=(write_end,))
+        wait_for(lambda: os.path.exists(marker) and os.path.getsize(marker) > 0, timeout=20)
+        with open(marker) as f:
+            assert f.read().split() == ["0", "1", "2", "3"]
+        directory = os.open(os.path.join(runtime.root, cid), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: delete can go on
+        finally:
+            os.close(directory)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    runtime.run("kill", "--all", cid, "KILL", check=True)
+    exec_proc.communicate(timeout=20)
+    assert exec_proc.returncode == 137
+
+
+def _paused(runtime, bundle) -> str:
+    cid = _running(runtime, bundle)
+    runtime.run("pause", cid)
+    return cid
+
+
+def _seccomp(runtime, bundle) -> str:
+    return _created(runtime, bundle, seccomp={"defaultAction": "SCMP_ACT_ALLOW"})
+
+
+def _user_namespace(runtime, bundle) -> str:
+    return _created(runtime, bundle, uid_mappings=[(0, 100000, 65536)],
+                    gid_mappings=[(0, 100000, 65536)])
+
+
+# case: (make the container, the exec's flags before the ID, its command)
+EXEC_HANDOVERS = {
+    "a stopped container": (_stopped, (), ["true"]),
+    "a paused container": (_paused, (), ["true"]),
+    "a seccomp profile": (_seccomp, (), ["true"]),
+    "a user namespace": (_user_namespace, (), ["true"]),
+    "a command not found": (_running, (), ["no-such-command"]),
+    "a cwd that is not there": (_running, ("--cwd", "/no/such/dir"), ["true"]),
+    "--tty": (_running, ("--tty",), ["true"]),
+    "--detach": (_running, ("-d",), ["true"]),
+    "--pid-file": (_running, ("--pid-file", "/dev/null"), ["true"]),
+    "--env=VALUE": (_running, ("--env=A=B",), ["true"]),
+    "-g": (_running, ("-g", "5"), ["true"]),
+    "--cap": (_running, ("--cap", "CAP_SYS_ADMIN"), ["true"]),
+    "a relative --cwd": (_running, ("--cwd", "tmp"), ["true"]),
+    "a --user Python reads differently": (_running, ("--user", "+5"), ["true"]),
+    "no command": (_running, (), []),
+}
+
+
+@pytest.mark.parametrize("case", EXEC_HANDOVERS)
+def test_what_exec_hands_to_python(runtime, bundle, native_only, case):
+    make, flags, command = EXEC_HANDOVERS[case]
+    cid = make(runtime, bundle)
+    before = snapshot(runtime, cid)
+    status_before = runtime.status(cid)
+    proc = run_binary(native_only, runtime, "exec", *flags, cid, *command)
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert snapshot(runtime, cid) == before
+    assert runtime.status(cid) == status_before
+    if status_before in ("running", "created"):
+        pids = json.loads(runtime.run("ps", "--format", "json", cid).stdout)
+        assert pids == [runtime.state(cid)["pid"]]  # nothing of the attempt is left
+    if status_before == "paused":
+        runtime.run("resume", cid)
