@@ -7,7 +7,9 @@
  * Done here: a created or running (not paused) container that shares our user and time
  * namespaces, has no seccomp profile, AppArmor profile or SELinux label, and no systemd
  * unit; a process that is the container's own with the command, --env, --cwd and
- * --user of the command line, in the foreground without a terminal. Everything else,
+ * --user of the command line, or one from a --process file (in the forms Python's
+ * validate_process takes, with no terminal), in the foreground or --detach, with or
+ * without --pid-file: what engines run for `exec` and exec probes. Everything else,
  * and every error, is the Python CLI's: the checks come before anything is changed, and a
  * process that fails before its program runs (a setns refused, a command not found)
  * reports only an errno over a close-on-exec pipe, is reaped, and the Python CLI then
@@ -104,7 +106,8 @@ static const char *const SET_NAMES[SET_COUNT] = {
 
 /* The process to run, as pyruntime.cli.exec_process.process_from_flags builds it. */
 struct exec_process {
-    char *const *args;
+    char *args[MAX_ARGS + 1];
+    size_t arg_count;
     char *env[MAX_ENV + 1];
     size_t env_count;
     char cwd[PATH_MAX];
@@ -259,6 +262,11 @@ static int read_rlimits(const char *list, const char *end, struct exec_process *
             json_integer(hard, end, &process->rlimits[at].hard) != 0 ||
             process->rlimits[at].soft < 0 || process->rlimits[at].hard < 0)
             return -1;
+        for (size_t seen = 0; seen < at; seen++)
+            if (process->rlimits[seen].resource == resource)
+                return -1;  /* Python refuses a duplicate type */
+        if (process->rlimits[at].soft > process->rlimits[at].hard)
+            return -1;
         process->rlimits[at].resource = resource;
         process->rlimit_count++;
     }
@@ -302,23 +310,116 @@ static int is_null(const char *value)
     return value == NULL || strncmp(value, "null", 4) == 0;
 }
 
-/* The container's process from its recorded config, or -1 for anything to leave to
- * Python (which validated the config at create and knows every field). */
-static int read_config_process(const struct state_record *record, struct exec_process *process)
+/* A literal true or false (1, 0), null or absent (`otherwise`), else -1: Python's
+ * validation takes no other JSON value for a boolean field of a process file. */
+static int json_boolean(const char *value, int otherwise)
 {
-    const char *end = record->text + record->length;
-    const char *linux_object = json_member(record->config, end, "linux");
-    if (linux_object && !is_null(json_member(linux_object, end, "seccomp")))
+    if (is_null(value))
+        return otherwise;
+    if (strncmp(value, "true", 4) == 0)
+        return 1;
+    return strncmp(value, "false", 5) == 0 ? 0 : -1;
+}
+
+/* The members of a process file (`exec --process`) read here; any other one, even one
+ * Python would accept and ignore, leaves the command to Python. */
+static const char *const PROCESS_FILE_MEMBERS[] = {
+    "args", "env", "cwd", "terminal", "consoleSize", "user", "capabilities", "rlimits",
+    "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "ioPriority",
+    "scheduler", NULL,
+};
+
+static int only_known_members(const char *object, const char *end,
+                              const char *const *names)
+{
+    struct json_walk walk;
+    const char *key;
+    const char *value;
+    int more;
+    if (json_enter(&walk, object, end) != 0)
         return -1;
-    const char *base = json_member(record->config, end, "process");
-    if (!base || *base != '{')
+    while ((more = json_next(&walk, &key, &value)) == 1) {
+        char name[32];
+        int known = 0;
+        if (json_string(key, end, name, sizeof name) != 0)
+            return -1;
+        for (const char *const *known_name = names; *known_name && !known; known_name++)
+            known = strcmp(*known_name, name) == 0;
+        if (!known)
+            return -1;
+    }
+    return more;
+}
+
+/* What a process file may hold beyond what a container's own process does (which Python
+ * validated at create), in the forms Python's validate_process takes; -1 otherwise. */
+static int check_process_file(const char *base, const char *end)
+{
+    static const char *const USER_MEMBERS[] = {"uid", "gid", "umask", "additionalGids", NULL};
+    if (only_known_members(base, end, PROCESS_FILE_MEMBERS) != 0 ||
+        json_boolean(json_member(base, end, "terminal"), 0) != 0 ||
+        json_boolean(json_member(base, end, "noNewPrivileges"), 0) < 0 ||
+        !is_null(json_member(base, end, "consoleSize")) ||
+        !is_null(json_member(base, end, "ioPriority")) ||
+        !is_null(json_member(base, end, "scheduler")))
+        return -1;
+    const char *user = json_member(base, end, "user");
+    if (!is_null(user) && (*user != '{' || only_known_members(user, end, USER_MEMBERS) != 0))
+        return -1;
+    const char *oom_score_adj = json_member(base, end, "oomScoreAdj");
+    long long adjustment;
+    if (!is_null(oom_score_adj) &&  /* validated, and not applied to an exec (as Python) */
+        (json_integer(oom_score_adj, end, &adjustment) != 0 || adjustment < -1000 ||
+         adjustment > 1000))
+        return -1;
+    static const char *const LABELS[] = {"apparmorProfile", "selinuxLabel"};
+    for (int i = 0; i < 2; i++) {
+        const char *label = json_member(base, end, LABELS[i]);
+        char text[2];
+        if (!is_null(label) && json_string(label, end, text, sizeof text) != 0)
+            return -1;  /* not a string, or a label: Python's */
+    }
+    return 0;
+}
+
+static int read_args(const char *list, const char *end, struct exec_process *process)
+{
+    struct json_walk walk;
+    const char *key;
+    const char *value;
+    int more;
+    if (!list || *list != '[' || json_enter(&walk, list, end) != 0)
+        return -1;
+    while ((more = json_next(&walk, &key, &value)) == 1) {
+        char arg[ENTRY_MAX];
+        if (process->arg_count == MAX_ARGS || json_string(value, end, arg, sizeof arg) != 0 ||
+            !(process->args[process->arg_count] = strdup(arg)))
+            return -1;
+        process->args[++process->arg_count] = NULL;
+    }
+    return more == 0 && process->arg_count > 0 ? 0 : -1;
+}
+
+/*
+ * The process object at `base` (the container's own, from its recorded config, or a
+ * process file): -1 for anything to leave to Python. A process file's args are read too,
+ * and it is held to the forms validate_process takes; the config's was validated at
+ * create.
+ */
+static int read_process(const char *base, const char *end, int from_file,
+                        struct exec_process *process)
+{
+    if (!base || *base != '{' || (from_file && check_process_file(base, end) != 0))
+        return -1;
+    if (from_file && read_args(json_member(base, end, "args"), end, process) != 0)
         return -1;
     const char *apparmor = json_member(base, end, "apparmorProfile");
     const char *selinux = json_member(base, end, "selinuxLabel");
     if ((apparmor && !json_is_falsy(apparmor, end)) || (selinux && !json_is_falsy(selinux, end)))
         return -1;
     const char *cwd = json_member(base, end, "cwd");
-    if (!cwd || json_string(cwd, end, process->cwd, sizeof process->cwd) != 0)
+    if (!cwd || json_string(cwd, end, process->cwd, sizeof process->cwd) != 0 ||
+        process->cwd[0] != '/')
         return -1;
     const char *env = json_member(base, end, "env");
     if (env && !json_is_falsy(env, end)) {
@@ -330,7 +431,8 @@ static int read_config_process(const struct state_record *record, struct exec_pr
             return -1;
         while ((more = json_next(&walk, &key, &value)) == 1) {
             char item[ENTRY_MAX];
-            if (json_string(value, end, item, sizeof item) != 0 || set_env(process, item) != 0)
+            if (json_string(value, end, item, sizeof item) != 0 || !strchr(item, '=') ||
+                set_env(process, item) != 0)
                 return -1;
         }
         if (more != 0)
@@ -348,6 +450,28 @@ static int read_config_process(const struct state_record *record, struct exec_pr
     const char *no_new_privileges = json_member(base, end, "noNewPrivileges");
     process->no_new_privileges = no_new_privileges && !json_is_falsy(no_new_privileges, end);
     return 0;
+}
+
+/* A process file's whole text, or NULL. */
+static char *read_file(const char *path, size_t *length)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat info;
+    char *text = NULL;
+    if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size < (1 << 20) &&
+        (text = malloc((size_t)info.st_size + 1)) != NULL) {
+        ssize_t got = read(fd, text, (size_t)info.st_size);
+        if (got != info.st_size) {
+            free(text);
+            text = NULL;
+        } else {
+            *length = (size_t)got;
+        }
+    }
+    close(fd);
+    return text;
 }
 
 /* ------------------------------------------------------------------- the container */
@@ -691,15 +815,23 @@ static void free_process(struct exec_process *process)
 {
     for (size_t i = 0; i < process->env_count; i++)
         free(process->env[i]);
-    process->env_count = 0;
+    for (size_t i = 0; i < process->arg_count; i++)
+        free(process->args[i]);
+    process->env_count = process->arg_count = 0;
 }
 
-int native_exec(const char *root, int argc, char **argv, int first)
+/* The command line after `exec`, as far as this file does it. */
+struct exec_flags {
+    const char *env[MAX_ENV];
+    size_t env_count;
+    const char *cwd, *user, *process_file, *pid_file;
+    int detach;
+    int id;  /* argv index of the container's ID */
+};
+
+/* 0, or -1 for a flag or form of one left to the Python CLI (which refuses or does it). */
+static int parse_flags(int argc, char **argv, int first, struct exec_flags *flags)
 {
-    const char *env_flags[MAX_ENV];
-    size_t env_flag_count = 0;
-    const char *cwd = NULL;
-    const char *user = NULL;
     int i = first;
     for (; i < argc; i++) {
         const char *arg = argv[i];
@@ -713,48 +845,150 @@ int native_exec(const char *root, int argc, char **argv, int first)
         while (*name == '-')
             name++;
         size_t length = strlen(name);
-        if (strchr(name, '=') || i + 1 >= argc)
-            return PYTHON_NEEDED;  /* --flag=value and the like: the Python CLI's */
+        if (strchr(name, '='))
+            return -1;  /* --flag=value and the like */
+        if (flag_is(name, length, "detach") || flag_is(name, length, "d")) {
+            flags->detach = 1;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return -1;
         const char *value = argv[++i];
         if (flag_is(name, length, "env") || flag_is(name, length, "e")) {
-            if (env_flag_count == MAX_ENV)
-                return PYTHON_NEEDED;
-            env_flags[env_flag_count++] = value;
+            if (flags->env_count == MAX_ENV)
+                return -1;
+            flags->env[flags->env_count++] = value;
         } else if (flag_is(name, length, "cwd")) {
-            cwd = value;
+            flags->cwd = value;
         } else if (flag_is(name, length, "user") || flag_is(name, length, "u")) {
-            user = value;
+            flags->user = value;
+        } else if (flag_is(name, length, "process") || flag_is(name, length, "p")) {
+            flags->process_file = value;
+        } else if (flag_is(name, length, "pid-file")) {
+            flags->pid_file = value;
         } else {
-            return PYTHON_NEEDED;
+            return -1;
         }
     }
-    if (argc - i < 2 || argc - i - 1 > MAX_ARGS || (cwd && cwd[0] != '/'))
-        return PYTHON_NEEDED;
-    const char *id = argv[i];
+    flags->id = i;
+    int commands = argc - i - 1;
+    if (i >= argc || (flags->cwd && flags->cwd[0] != '/') ||
+        (flags->pid_file && flags->pid_file[0] == '\0'))
+        return -1;
+    if (flags->process_file)  /* the file is the whole process: no command, no changes */
+        return commands == 0 && !flags->env_count && !flags->cwd && !flags->user ? 0 : -1;
+    return commands >= 1 && commands <= MAX_ARGS ? 0 : -1;
+}
 
-    struct state_record record;
-    if (state_record_load(root, id, &record) != 0)
+/* The process as pyruntime.cli.exec_process.process_from_flags builds it; -1 to leave
+ * it to Python. */
+static int build_process(const struct state_record *record, const struct exec_flags *flags,
+                         char **argv, int argc, struct exec_process *process)
+{
+    const char *end = record->text + record->length;
+    const char *linux_object = json_member(record->config, end, "linux");
+    if (linux_object && !is_null(json_member(linux_object, end, "seccomp")))
+        return -1;
+    if (flags->process_file) {
+        size_t length = 0;
+        char *text = read_file(flags->process_file, &length);
+        const char *document = text ? json_document(text, text + length) : NULL;
+        int result = document ? read_process(document, text + length, 1, process) : -1;
+        free(text);
+        return result;
+    }
+    if (read_process(json_member(record->config, end, "process"), end, 0, process) != 0)
+        return -1;
+    for (int a = flags->id + 1; a < argc; a++) {
+        if (!(process->args[process->arg_count] = strdup(argv[a])))
+            return -1;
+        process->args[++process->arg_count] = NULL;
+    }
+    for (size_t e = 0; e < flags->env_count; e++)
+        if (set_env(process, flags->env[e]) != 0)
+            return -1;
+    if (flags->cwd)
+        snprintf(process->cwd, sizeof process->cwd, "%s", flags->cwd);
+    return flags->user ? parse_ids(flags->user, process) : 0;
+}
+
+/*
+ * The pid file as Runtime's write_pid_file writes it: PATH's directory/.NAME.tmp, then
+ * renamed. The temporary file is made before the process starts (so that a path that
+ * cannot be written goes to Python with nothing done) and filled after.
+ */
+struct pid_file {
+    char path[PATH_MAX], temporary[PATH_MAX];
+    int fd;
+};
+
+static int open_pid_file(const char *given, struct pid_file *file)
+{
+    char absolute[PATH_MAX];
+    char cwd[PATH_MAX];
+    if (given[0] == '/')
+        snprintf(absolute, sizeof absolute, "%s", given);
+    else if (!getcwd(cwd, sizeof cwd) ||
+             (size_t)snprintf(absolute, sizeof absolute, "%s/%s", cwd, given) >= sizeof absolute)
+        return -1;
+    char *slash = strrchr(absolute, '/');
+    if (slash[1] == '\0' || strstr(absolute, "/./") || strstr(absolute, "/../") ||
+        strstr(absolute, "//") || (size_t)snprintf(file->path, sizeof file->path, "%s",
+                                                   absolute) >= sizeof file->path)
+        return -1;  /* a path os.path.abspath would rewrite: Python's */
+    *slash = '\0';
+    if ((size_t)snprintf(file->temporary, sizeof file->temporary, "%s/.%s.tmp",
+                         absolute[0] ? absolute : "", slash + 1) >= sizeof file->temporary)
+        return -1;
+    file->fd = open(file->temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return file->fd < 0 ? -1 : 0;
+}
+
+static int finish_pid_file(struct pid_file *file, pid_t pid)
+{
+    char text[24];
+    int length = snprintf(text, sizeof text, "%d", (int)pid);
+    int failed = write(file->fd, text, (size_t)length) != length;
+    failed |= close(file->fd) != 0;
+    file->fd = -1;
+    return failed || rename(file->temporary, file->path) != 0 ? -1 : 0;
+}
+
+static void drop_pid_file(struct pid_file *file)
+{
+    if (file->fd >= 0) {
+        close(file->fd);
+        unlink(file->temporary);
+        file->fd = -1;
+    }
+}
+
+int native_exec(const char *root, int argc, char **argv, int first,
+                const struct runtime_log *log)
+{
+    struct exec_flags flags = {0};
+    if (parse_flags(argc, argv, first, &flags) != 0)
         return PYTHON_NEEDED;
-    struct exec_process process = {.args = argv + i + 1, .umask = 022};
+    struct state_record record;
+    if (state_record_load(root, argv[flags.id], &record) != 0)
+        return PYTHON_NEEDED;
+    static struct exec_process process;  /* large: off the stack */
+    memset(&process, 0, sizeof process);
+    process.umask = 022;
     struct entry entry;
+    struct pid_file pid_file = {.fd = -1};
     int code = PYTHON_NEEDED;
     enum container_status status = state_record_status(&record);
     if (record.systemd_unit || record.cgroup_count == 0 ||
         (status != STATUS_CREATED && status != STATUS_STARTED) ||
         (status == STATUS_STARTED && container_frozen(&record) != 0) ||
-        read_config_process(&record, &process) != 0)
-        goto release;
-    for (size_t e = 0; e < env_flag_count; e++)
-        if (set_env(&process, env_flags[e]) != 0)
-            goto release;
-    if (cwd)
-        snprintf(process.cwd, sizeof process.cwd, "%s", cwd);
-    if (user && parse_ids(user, &process) != 0)
+        build_process(&record, &flags, argv, argc, &process) != 0)
         goto release;
     if (open_entry(record.pid, &entry) != 0)
         goto release;
     /* The namespaces opened are init's, not those of a process that took its pid. */
-    if (process_start_time(record.pid) != record.pid_start) {
+    if (process_start_time(record.pid) != record.pid_start ||
+        (flags.pid_file && open_pid_file(flags.pid_file, &pid_file) != 0)) {
         close_entry(&entry);
         goto release;
     }
@@ -766,12 +1000,19 @@ int native_exec(const char *root, int argc, char **argv, int first)
     pid_t pid = start_process(&record, &process, &entry);
     close_entry(&entry);
     if (pid < 0) {
-        fprintf(stderr, "pyruntime: exec: restoring the namespace for children: %m\n");
+        log_error(log, "exec: restoring the runtime's namespace for children failed");
         code = 255;
     } else if (pid > 0) {
         state_record_release(&record);  /* the lock is not held while the process runs */
         free_process(&process);
-        return wait_foreground(pid);
+        if (pid_file.fd >= 0 && finish_pid_file(&pid_file, pid) != 0) {
+            char message[PATH_MAX + 64];
+            snprintf(message, sizeof message, "writing the pid file %s: %s", pid_file.path,
+                     strerror(errno));
+            log_error(log, message);
+            return 255;  /* as Python: the process runs on */
+        }
+        return flags.detach ? 0 : wait_foreground(pid);
     }
     if (code == PYTHON_NEEDED) {
         /* Put back what the Python CLI must find as it was. */
@@ -782,6 +1023,7 @@ int native_exec(const char *root, int argc, char **argv, int first)
         prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
     }
 release:
+    drop_pid_file(&pid_file);
     state_record_release(&record);
     free_process(&process);
     return code;

@@ -7,14 +7,19 @@
 #ifndef PYRUNTIME_NATIVE_EXEC_H
 #define PYRUNTIME_NATIVE_EXEC_H
 
+#include "runtime_log.h"
+
 /*
- * `exec [--env|-e K=V]... [--cwd DIR] [--user|-u UID[:GID]] [--] ID COMMAND [ARG...]`,
- * the arguments after the command name starting at argv[first]. Returns the process's
+ * `exec [--env|-e K=V]... [--cwd DIR] [--user|-u UID[:GID]] [--detach|-d]
+ * [--pid-file FILE] [--] ID COMMAND [ARG...]` or `exec --process|-p FILE [--detach|-d]
+ * [--pid-file FILE] ID`, the arguments after the command name starting at argv[first];
+ * errors after the process has started are logged to `log`. Returns the process's
  * exit code as the Python runtime reports it (128+N when killed by signal N), or
  * PYTHON_NEEDED when the Python CLI must do the command: before anything has changed,
  * or after an attempt that failed before the user's program ran and left nothing
  * behind (the Python CLI then repeats it and reports the error in its own words).
  */
-int native_exec(const char *root, int argc, char **argv, int first);
+int native_exec(const char *root, int argc, char **argv, int first,
+                const struct runtime_log *log);
 
 #endif

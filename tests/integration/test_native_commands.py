@@ -456,8 +456,6 @@ EXEC_HANDOVERS = {
     "a command not found": (_running, (), ["no-such-command"]),
     "a cwd that is not there": (_running, ("--cwd", "/no/such/dir"), ["true"]),
     "--tty": (_running, ("--tty",), ["true"]),
-    "--detach": (_running, ("-d",), ["true"]),
-    "--pid-file": (_running, ("--pid-file", "/dev/null"), ["true"]),
     "--env=VALUE": (_running, ("--env=A=B",), ["true"]),
     "-g": (_running, ("-g", "5"), ["true"]),
     "--cap": (_running, ("--cap", "CAP_SYS_ADMIN"), ["true"]),
@@ -482,3 +480,125 @@ def test_what_exec_hands_to_python(runtime, bundle, native_only, case):
         assert pids == [runtime.state(cid)["pid"]]  # nothing of the attempt is left
     if status_before == "paused":
         runtime.run("resume", cid)
+
+
+def _process_file(work_dir: str, name: str, **members) -> str:
+    process = {"args": ["sh", "-c", _PROBE], "cwd": "/", "env": ["PATH=/bin:/usr/bin"]}
+    process.update(members)
+    path = os.path.join(work_dir, name)
+    with open(path, "w") as f:
+        json.dump(process, f)
+    return path
+
+
+def test_exec_in_c_of_a_process_file_is_set_up_as_python_does(runtime, bundle, native_only,
+                                                              work_dir):
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"], **_DETAILED), cid)
+    path = _process_file(
+        work_dir, "process.json", cwd="/etc", terminal=False, oomScoreAdj=100,
+        apparmorProfile="", noNewPrivileges=True,
+        env=["PATH=/bin:/usr/bin", "ONLY=file", "ONLY=twice"],
+        user={"uid": 42, "gid": 43, "additionalGids": [44], "umask": 0o077},
+        capabilities={"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+                      "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"],
+                      "ambient": ["CAP_KILL"]},
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 99, "hard": 100}])
+    native, python = _exec_both_ways(runtime, native_only, cid, "--process", path, [])
+    assert (native.returncode, native.stderr) == (0, ""), native.stderr
+    assert (python.returncode, python.stderr) == (0, ""), python.stderr
+    assert native.stdout == python.stdout
+    lines = native.stdout.splitlines()
+    assert lines[0] == "uid=42 gid=43 groups=44"
+    assert {"/etc", "0077", "99", "ONLY=twice", "CapAmb:\t0000000000000020"} <= set(lines)
+    assert "SHARED=config" not in lines  # the file is the whole process
+
+
+def test_exec_in_c_detached_with_a_pid_file(runtime, bundle, native_only, work_dir):
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"]), cid)
+    init = runtime.state(cid)["pid"]
+    for flags, pid_file in (((), "exec.pid"), (("--process", _process_file(
+            work_dir, "sleep.json", args=["sleep", "300"])), os.path.join(work_dir, "p.pid"))):
+        command = [] if flags else ["sleep", "300"]
+        # Not pipes: the detached process keeps its stdio open.
+        with open(os.path.join(work_dir, "err"), "w+") as err:
+            proc = subprocess.run([native_only, "--root", runtime.root, "exec", "--detach",
+                                   "--pid-file", pid_file, *flags, cid, *command],
+                                  cwd=work_dir, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err, timeout=30)
+            err.seek(0)
+            assert (proc.returncode, err.read()) == (0, "")
+        with open(os.path.join(work_dir, pid_file)) as f:
+            pid = int(f.read())
+        assert f".{os.path.basename(pid_file)}.tmp" not in os.listdir(work_dir)
+        with open(f"/proc/{pid}/cmdline") as f:
+            assert f.read().split("\0")[:2] == ["sleep", "300"]
+        for name in ("cgroup",):
+            with open(f"/proc/{pid}/{name}") as mine, open(f"/proc/{init}/{name}") as theirs:
+                assert mine.read() == theirs.read()
+        for name in ("mnt", "pid", "net", "ipc", "uts"):
+            assert os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/{init}/ns/{name}")
+    pids = json.loads(runtime.run("ps", "--format", "json", cid).stdout)
+    assert len(pids) == 3
+
+
+_FILE_HANDOVERS = {
+    "a terminal": dict(terminal=True),
+    "a member it does not read": dict(commandLine="sh"),
+    "a console size": dict(consoleSize={"height": 10, "width": 10}),
+    "an I/O priority": dict(ioPriority={"class": "IOPRIO_CLASS_BE"}),
+    "a user name": dict(user={"uid": 0, "gid": 0, "username": "root"}),
+    # Lowering twice would work (raising needs CAP_SYS_RESOURCE, which this host lacks).
+    "a duplicate rlimit": dict(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20},
+                                        {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10}]),
+    "a soft limit above the hard": dict(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 9,
+                                                  "hard": 8}]),
+    "an env item without =": dict(env=["PATH"]),
+    "a relative cwd": dict(cwd="tmp"),
+    "no args": dict(args=[]),
+    "a number for a boolean": dict(noNewPrivileges=1),
+    "an out of range oomScoreAdj": dict(oomScoreAdj=1001),
+    "an AppArmor profile": dict(apparmorProfile="unconfined"),
+    "an unknown capability": dict(capabilities={"bounding": ["CAP_NOPE"]}),
+}
+
+
+@pytest.mark.parametrize("case", _FILE_HANDOVERS)
+def test_what_exec_of_a_process_file_hands_to_python(runtime, bundle, native_only, work_dir,
+                                                     case):
+    cid = _running(runtime, bundle)
+    path = _process_file(work_dir, "process.json", **_FILE_HANDOVERS[case])
+    before = snapshot(runtime, cid)
+    proc = run_binary(native_only, runtime, "exec", "--process", path, cid)
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert snapshot(runtime, cid) == before
+    assert json.loads(runtime.run("ps", "--format", "json", cid).stdout) == [
+        runtime.state(cid)["pid"]]
+
+
+@pytest.mark.parametrize("args", [
+    ("--process", "{file}", "ID", "true"),
+    ("--process", "{file}", "--env", "A=B", "ID"),
+    ("--process", "/no/such/file.json", "ID"),
+    ("--process", "{bad}", "ID"),
+    ("--pid-file", "/no/such/dir/x.pid", "ID", "true"),
+    ("--pid-file=x.pid", "ID", "true"),
+    ("--pid-file", "a/../x.pid", "ID", "true"),
+    ("--detach=true", "ID", "true"),
+    ("--no-new-privs", "ID", "true"),
+    ("--preserve-fds", "1", "ID", "true"),
+])
+def test_other_forms_of_exec_go_to_python(runtime, bundle, native_only, work_dir, args):
+    cid = _running(runtime, bundle)
+    bad = os.path.join(work_dir, "bad.json")
+    with open(bad, "w") as f:
+        f.write('{"args": ["true"], "cwd": "/",}')
+    values = {"ID": cid, "{file}": _process_file(work_dir, "p.json"), "{bad}": bad}
+    before = snapshot(runtime, cid)
+    proc = subprocess.run([native_only, "--root", runtime.root, "exec",
+                           *(values.get(a, a) for a in args)], cwd=work_dir,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert snapshot(runtime, cid) == before
+    assert not [n for n in os.listdir(work_dir) if n.endswith(".pid") or n.endswith(".tmp")]
