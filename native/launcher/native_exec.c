@@ -282,8 +282,13 @@ static int read_user(const char *user, const char *end, struct exec_process *pro
     if ((uid && json_integer(uid, end, &process->uid) != 0) ||
         (gid && json_integer(gid, end, &process->gid) != 0))
         return -1;
+    /* (uid_t)-1 would tell setresuid to change nothing: never a uid to run as. */
+    if (process->uid < 0 || process->uid > 0xFFFFFFFE || process->gid < 0 ||
+        process->gid > 0xFFFFFFFE)
+        return -1;
     if (umask_value && strncmp(umask_value, "null", 4) != 0 &&
-        json_integer(umask_value, end, &process->umask) != 0)
+        (json_integer(umask_value, end, &process->umask) != 0 || process->umask < 0 ||
+         process->umask > 0777))
         return -1;
     if (groups && !json_is_falsy(groups, end)) {
         struct json_walk walk;

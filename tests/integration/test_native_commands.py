@@ -549,6 +549,9 @@ _FILE_HANDOVERS = {
     "a console size": dict(consoleSize={"height": 10, "width": 10}),
     "an I/O priority": dict(ioPriority={"class": "IOPRIO_CLASS_BE"}),
     "a user name": dict(user={"uid": 0, "gid": 0, "username": "root"}),
+    # (uid_t)-1 to setresuid changes nothing: the process would stay root.
+    "a uid of -1": dict(user={"uid": -1, "gid": 0}),
+    "a uid of 2^32-1": dict(user={"uid": 4294967295, "gid": 0}),
     # Lowering twice would work (raising needs CAP_SYS_RESOURCE, which this host lacks).
     "a duplicate rlimit": dict(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20},
                                         {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10}]),
