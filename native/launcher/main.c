@@ -24,7 +24,8 @@
  * - `exec` of a plain process is done here too (native_exec.c): the container's own
  *   process with the command line's command, --env, --cwd and --user, or a --process
  *   file (as engines pass it), without a terminal, in the foreground or detached, in a
- *   container with no seccomp profile, LSM label, user or time namespace or systemd unit. Its own work (join the namespaces and the cgroup, become
+ *   container with no LSM label, user or time namespace or systemd unit (a seccomp
+ *   profile it builds with libseccomp, opened only then). Its own work (join the namespaces and the cgroup, become
  *   the process's user with its capabilities, exec) takes a few milliseconds, while the
  *   interpreter start and the imports it pays for in Python took 12-14 ms, which no
  *   amount of trimming in Python brought under runc's two Go starts. Every other exec,

@@ -5,8 +5,8 @@
  * PYTHON_NEEDED.
  *
  * Done here: a created or running (not paused) container that shares our user and time
- * namespaces, has no seccomp profile, AppArmor profile or SELinux label, and no systemd
- * unit; a process that is the container's own with the command, --env, --cwd and
+ * namespaces, has no AppArmor profile or SELinux label, and no systemd unit (its seccomp
+ * profile is built with libseccomp as Python builds it: seccomp_filter.c); a process that is the container's own with the command, --env, --cwd and
  * --user of the command line, or one from a --process file (in the forms Python's
  * validate_process takes, with no terminal), in the foreground or --detach, with or
  * without --pid-file: what engines run for `exec` and exec probes. Everything else,
@@ -18,10 +18,11 @@
  * The process: forked into the container's PID namespace (our namespace for children
  * pointed there for the one fork), non-dumpable before it touches the container, it joins
  * init's other namespaces and root, and waits until we have written its pid to every
- * cgroup.procs of the container; then rlimits, cwd (proved inside the root), bounding set,
- * groups and ids keeping capabilities, umask, capability sets, no_new_privs, the command
- * looked up in the container's PATH as the new user, every fd but stdio close-on-exec,
- * execve. We forward the signals the Python runtime forwards and exit with its status.
+ * cgroup.procs of the container; then rlimits, the seccomp filter when no_new_privs is
+ * off (it needs CAP_SYS_ADMIN then), cwd (proved inside the root), bounding set, groups
+ * and ids keeping capabilities, umask, capability sets, no_new_privs, the command looked
+ * up in the container's PATH as the new user, the seccomp filter when no_new_privs is on,
+ * every fd but stdio close-on-exec, execve. We forward the signals the Python runtime forwards and exit with its status.
  */
 #define _GNU_SOURCE
 #include "native_exec.h"
@@ -44,6 +45,7 @@
 
 #include "json_reader.h"
 #include "native_commands.h"
+#include "seccomp_filter.h"
 #include "state_record.h"
 
 #define MAX_ARGS 4096
@@ -122,6 +124,8 @@ struct exec_process {
         long long soft, hard;
     } rlimits[MAX_RLIMITS];
     size_t rlimit_count;
+    int has_seccomp;
+    struct seccomp_filter seccomp;  /* the container's linux.seccomp, built by us */
 };
 
 /* What the forked process needs, opened by us before the fork. */
@@ -675,6 +679,11 @@ static void become_process(const struct exec_process *process, const struct entr
         struct rlimit limit = {(rlim_t)process->rlimits[i].soft, (rlim_t)process->rlimits[i].hard};
         CHECK(setrlimit(process->rlimits[i].resource, &limit));
     }
+    /* Early while CAP_SYS_ADMIN is still there, unless no_new_privs lets it come last. */
+    int error;
+    if (process->has_seccomp && !process->no_new_privileges &&
+        (error = seccomp_filter_load(&process->seccomp)) != 0)
+        fail_with(error_fd, -error);
     CHECK(chdir(process->cwd));
     char where[PATH_MAX];
     if (!getcwd(where, sizeof where) || where[0] != '/')
@@ -693,9 +702,12 @@ static void become_process(const struct exec_process *process, const struct entr
     if (process->no_new_privileges)
         CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     char path[PATH_MAX];
-    int error = find_executable(process, path, sizeof path);
+    error = find_executable(process, path, sizeof path);
     if (error)
         fail_with(error_fd, error);
+    if (process->has_seccomp && process->no_new_privileges &&
+        (error = seccomp_filter_load(&process->seccomp)) != 0)
+        fail_with(error_fd, -error);
     CHECK(syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC));
     signal(SIGPIPE, SIG_DFL);
     signal(SIGXFSZ, SIG_DFL);
@@ -823,6 +835,9 @@ static void free_process(struct exec_process *process)
     for (size_t i = 0; i < process->arg_count; i++)
         free(process->args[i]);
     process->env_count = process->arg_count = 0;
+    if (process->has_seccomp)
+        seccomp_filter_release(&process->seccomp);
+    process->has_seccomp = 0;
 }
 
 /* The command line after `exec`, as far as this file does it. */
@@ -892,8 +907,12 @@ static int build_process(const struct state_record *record, const struct exec_fl
 {
     const char *end = record->text + record->length;
     const char *linux_object = json_member(record->config, end, "linux");
-    if (linux_object && !is_null(json_member(linux_object, end, "seccomp")))
-        return -1;
+    const char *profile = linux_object ? json_member(linux_object, end, "seccomp") : NULL;
+    if (!is_null(profile)) {
+        if (seccomp_filter_build(profile, end, &process->seccomp) != 0)
+            return -1;
+        process->has_seccomp = 1;
+    }
     if (flags->process_file) {
         size_t length = 0;
         char *text = read_file(flags->process_file, &length);

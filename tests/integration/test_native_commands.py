@@ -438,8 +438,11 @@ def _paused(runtime, bundle) -> str:
     return cid
 
 
-def _seccomp(runtime, bundle) -> str:
-    return _created(runtime, bundle, seccomp={"defaultAction": "SCMP_ACT_ALLOW"})
+def _seccomp_value_beyond_a_long_long(runtime, bundle) -> str:
+    rule = {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 1, "value": (1 << 64) - 1, "op": "SCMP_CMP_EQ"}]}
+    return _created(runtime, bundle, seccomp={"defaultAction": "SCMP_ACT_ALLOW",
+                                              "syscalls": [rule]})
 
 
 def _user_namespace(runtime, bundle) -> str:
@@ -451,7 +454,8 @@ def _user_namespace(runtime, bundle) -> str:
 EXEC_HANDOVERS = {
     "a stopped container": (_stopped, (), ["true"]),
     "a paused container": (_paused, (), ["true"]),
-    "a seccomp profile": (_seccomp, (), ["true"]),
+    "a seccomp value the C reader does not take": (_seccomp_value_beyond_a_long_long, (),
+                                                   ["true"]),
     "a user namespace": (_user_namespace, (), ["true"]),
     "a command not found": (_running, (), ["no-such-command"]),
     "a cwd that is not there": (_running, ("--cwd", "/no/such/dir"), ["true"]),
@@ -605,3 +609,49 @@ def test_other_forms_of_exec_go_to_python(runtime, bundle, native_only, work_dir
     assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
     assert snapshot(runtime, cid) == before
     assert not [n for n in os.listdir(work_dir) if n.endswith(".pid") or n.endswith(".tmp")]
+
+
+def _profile(extra_rules: int = 0) -> dict:
+    rules = [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+        # Two conditions on one argument: one rule each (either matching denies).
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"},
+                  {"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["chroot"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["no_such_syscall_at_all"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},  # the default: skipped
+    ]
+    # Past 32 rules libseccomp is asked for a binary tree.
+    spare = ["acct", "swapon", "swapoff", "reboot", "sethostname", "setdomainname",
+             "init_module", "delete_module", "kexec_load", "pivot_root", "syslog",
+             "quotactl", "nfsservctl", "lookup_dcookie", "perf_event_open", "bpf",
+             "userfaultfd", "open_by_handle_at", "name_to_handle_at", "add_key",
+             "request_key", "keyctl", "uselib", "vhangup", "iopl", "ioperm", "ptrace",
+             "process_vm_readv", "process_vm_writev", "kcmp", "finit_module", "fanotify_init"]
+    rules += [{"names": [name], "action": "SCMP_ACT_ERRNO"} for name in spare[:extra_rules]]
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64",
+                                                                 "SCMP_ARCH_X86"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"], "syscalls": rules}
+
+
+@pytest.mark.parametrize("no_new_privileges", [False, True])
+@pytest.mark.parametrize("extra_rules", [0, 32])
+def test_exec_in_c_loads_the_containers_seccomp_filter_as_python_does(
+        runtime, bundle, native_only, no_new_privileges, extra_rules):
+    cid = runtime.new_id()
+    runtime.run_detached(bundle(["sleep", "3600"], seccomp=_profile(extra_rules),
+                                no_new_privileges=no_new_privileges,
+                                mounts=[tmpfs_mount("/tmp")]), cid)
+    probe = ("mkdir /tmp/made; kill -0 1; echo kill-0=$?; kill -10 1; echo kill-10=$?; "
+             "kill -CONT 1; echo kill-cont=$?; chroot / true; echo chroot=$?; "
+             "grep -E '^(Seccomp|NoNewPrivs)' /proc/self/status")
+    native, python = _exec_both_ways(runtime, native_only, cid, ["sh", "-c", "{ " + probe + "; } 2>&1"])
+    assert (native.returncode, native.stderr) == (0, ""), native.stderr
+    assert native.stdout == python.stdout
+    lines = native.stdout.splitlines()
+    assert "mkdir: can't create directory '/tmp/made': Permission denied" in lines
+    assert {"kill-0=1", "kill-10=1", "kill-cont=0", "Seccomp:\t2",
+            "Seccomp_filters:\t1"} <= set(lines)
+    assert any("Function not implemented" in line for line in lines)  # chroot's ENOSYS
+    assert f"NoNewPrivs:\t{int(no_new_privileges)}" in lines
