@@ -351,3 +351,21 @@ int json_is_falsy(const char *value, const char *end)
         return skip_space(value + 1, end) == after - 1;
     return 0;
 }
+
+int json_each_string(const char *list, const char *end, size_t size,
+                     int (*each)(const char *item, void *context), void *context)
+{
+    if (!list || (end - list >= 4 && strncmp(list, "null", 4) == 0))
+        return 0;
+    struct json_walk walk;
+    const char *key;
+    const char *value;
+    int more;
+    char item[8192];
+    if (*list != '[' || size > sizeof item || json_enter(&walk, list, end) != 0)
+        return -1;
+    while ((more = json_next(&walk, &key, &value)) == 1)
+        if (json_string(value, end, item, size) != 0 || each(item, context) != 0)
+            return -1;
+    return more;
+}

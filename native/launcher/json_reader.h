@@ -44,4 +44,12 @@ int json_integer(const char *value, const char *end, long long *out);
 /* Whether the value at `value` is null, false, 0, "", [] or {}: false to Python. */
 int json_is_falsy(const char *value, const char *end);
 
+/*
+ * Call `each(item, context)` with every string of the array at `list` (none when `list`
+ * is NULL or null). 0, or -1 when it is not an array of strings shorter than `size` (at
+ * most 8192), or as soon as `each` returns non-zero.
+ */
+int json_each_string(const char *list, const char *end, size_t size,
+                     int (*each)(const char *item, void *context), void *context);
+
 #endif

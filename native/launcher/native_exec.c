@@ -210,33 +210,25 @@ static int capability_number(const char *name)
     return -1;
 }
 
+static int add_capability(const char *name, void *set)
+{
+    int number = capability_number(name);
+    if (number < 0)
+        return -1;
+    *(unsigned long long *)set |= 1ULL << number;
+    return 0;
+}
+
 static int read_capabilities(const char *object, const char *end,
                              struct exec_process *process)
 {
     if (*object != '{')
         return -1;
     process->has_capabilities = 1;
-    for (int set = 0; set < SET_COUNT; set++) {
-        const char *list = json_member(object, end, SET_NAMES[set]);
-        if (!list || json_is_falsy(list, end))
-            continue;
-        struct json_walk walk;
-        const char *key;
-        const char *value;
-        int more;
-        if (*list != '[' || json_enter(&walk, list, end) != 0)
+    for (int set = 0; set < SET_COUNT; set++)
+        if (json_each_string(json_member(object, end, SET_NAMES[set]), end, 64,
+                             add_capability, &process->capabilities[set]) != 0)
             return -1;
-        while ((more = json_next(&walk, &key, &value)) == 1) {
-            char name[64];
-            int number;
-            if (json_string(value, end, name, sizeof name) != 0 ||
-                (number = capability_number(name)) < 0)
-                return -1;
-            process->capabilities[set] |= 1ULL << number;
-        }
-        if (more != 0)
-            return -1;
-    }
     return 0;
 }
 
@@ -391,22 +383,19 @@ static int check_process_file(const char *base, const char *end)
     return 0;
 }
 
-static int read_args(const char *list, const char *end, struct exec_process *process)
+static int add_arg(const char *arg, void *data)
 {
-    struct json_walk walk;
-    const char *key;
-    const char *value;
-    int more;
-    if (!list || *list != '[' || json_enter(&walk, list, end) != 0)
+    struct exec_process *process = data;
+    if (process->arg_count == MAX_ARGS || !(process->args[process->arg_count] = strdup(arg)))
         return -1;
-    while ((more = json_next(&walk, &key, &value)) == 1) {
-        char arg[ENTRY_MAX];
-        if (process->arg_count == MAX_ARGS || json_string(value, end, arg, sizeof arg) != 0 ||
-            !(process->args[process->arg_count] = strdup(arg)))
-            return -1;
-        process->args[++process->arg_count] = NULL;
-    }
-    return more == 0 && process->arg_count > 0 ? 0 : -1;
+    process->args[++process->arg_count] = NULL;
+    return 0;
+}
+
+/* Python's env list items are NAME=VALUE. */
+static int add_env(const char *item, void *process)
+{
+    return strchr(item, '=') ? set_env(process, item) : -1;
 }
 
 /*
@@ -420,7 +409,8 @@ static int read_process(const char *base, const char *end, int from_file,
 {
     if (!base || *base != '{' || (from_file && check_process_file(base, end) != 0))
         return -1;
-    if (from_file && read_args(json_member(base, end, "args"), end, process) != 0)
+    if (from_file && (json_each_string(json_member(base, end, "args"), end, ENTRY_MAX,
+                                       add_arg, process) != 0 || process->arg_count == 0))
         return -1;
     const char *apparmor = json_member(base, end, "apparmorProfile");
     const char *selinux = json_member(base, end, "selinuxLabel");
@@ -430,23 +420,8 @@ static int read_process(const char *base, const char *end, int from_file,
     if (!cwd || json_string(cwd, end, process->cwd, sizeof process->cwd) != 0 ||
         process->cwd[0] != '/')
         return -1;
-    const char *env = json_member(base, end, "env");
-    if (env && !json_is_falsy(env, end)) {
-        struct json_walk walk;
-        const char *key;
-        const char *value;
-        int more;
-        if (*env != '[' || json_enter(&walk, env, end) != 0)
-            return -1;
-        while ((more = json_next(&walk, &key, &value)) == 1) {
-            char item[ENTRY_MAX];
-            if (json_string(value, end, item, sizeof item) != 0 || !strchr(item, '=') ||
-                set_env(process, item) != 0)
-                return -1;
-        }
-        if (more != 0)
-            return -1;
-    }
+    if (json_each_string(json_member(base, end, "env"), end, ENTRY_MAX, add_env, process) != 0)
+        return -1;
     const char *user = json_member(base, end, "user");
     if (user && !json_is_falsy(user, end) && (*user != '{' || read_user(user, end, process) != 0))
         return -1;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "json_reader.h"
@@ -124,58 +125,27 @@ static int action_value(const char *object, const char *end, const char *action_
     return 0;
 }
 
-static int add_architectures(const char *profile, const char *end, scmp_filter_ctx context)
+static int add_architecture(const char *name, void *context)
 {
-    const char *list = json_member(profile, end, "architectures");
-    if (!list || json_is_falsy(list, end))
-        return 0;
-    struct json_walk walk;
-    const char *key;
-    const char *value;
-    int more;
-    if (*list != '[' || json_enter(&walk, list, end) != 0)
+    /* The spec writes SCMP_ARCH_X86_64; libseccomp's names are the same in lower case. */
+    char word[64];
+    snprintf(word, sizeof word, "%s", strncmp(name, "SCMP_ARCH_", 10) == 0 ? name + 10 : name);
+    for (char *c = word; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    uint32_t token = seccomp.arch_resolve_name(word);
+    if (token == 0)
         return -1;
-    while ((more = json_next(&walk, &key, &value)) == 1) {
-        char name[64];
-        if (json_string(value, end, name, sizeof name) != 0)
-            return -1;
-        /* The spec writes SCMP_ARCH_X86_64; libseccomp's names are the same in lower case. */
-        char *word = strncmp(name, "SCMP_ARCH_", 10) == 0 ? name + 10 : name;
-        for (char *c = word; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
-        uint32_t token = seccomp.arch_resolve_name(word);
-        if (token == 0)
-            return -1;
-        int rc = seccomp.arch_add(context, token);
-        if (rc != -EEXIST && rc < 0)
-            return -1;
-    }
-    return more;
+    int rc = seccomp.arch_add(context, token);
+    return rc != -EEXIST && rc < 0 ? -1 : 0;
 }
 
-static int set_flags(const char *profile, const char *end, scmp_filter_ctx context)
+static int set_flag(const char *flag, void *context)
 {
-    const char *list = json_member(profile, end, "flags");
-    if (!list || json_is_falsy(list, end))
-        return 0;
-    struct json_walk walk;
-    const char *key;
-    const char *value;
-    int more;
-    if (*list != '[' || json_enter(&walk, list, end) != 0)
-        return -1;
-    while ((more = json_next(&walk, &key, &value)) == 1) {
-        char flag[64];
-        int attribute = -1;
-        if (json_string(value, end, flag, sizeof flag) != 0)
-            return -1;
-        for (size_t i = 0; i < sizeof FLAG_ATTRIBUTES / sizeof FLAG_ATTRIBUTES[0]; i++)
-            if (strcmp(FLAG_ATTRIBUTES[i].flag, flag) == 0)
-                attribute = FLAG_ATTRIBUTES[i].attribute;
-        if (attribute < 0 || seccomp.attr_set(context, (enum scmp_filter_attr)attribute, 1) < 0)
-            return -1;
-    }
-    return more;
+    for (size_t i = 0; i < sizeof FLAG_ATTRIBUTES / sizeof FLAG_ATTRIBUTES[0]; i++)
+        if (strcmp(FLAG_ATTRIBUTES[i].flag, flag) == 0)
+            return seccomp.attr_set(context, (enum scmp_filter_attr)FLAG_ATTRIBUTES[i].attribute,
+                                    1) < 0 ? -1 : 0;
+    return -1;
 }
 
 /* Python's _conditions: -1 for anything it would refuse, or a value beyond a long long. */
@@ -216,48 +186,49 @@ static int read_conditions(const char *list, const char *end, struct scmp_arg_cm
 }
 
 /* One rule of `syscalls`, for each of its names libseccomp knows. */
-static int add_rule(const char *rule, const char *end, uint32_t default_action,
-                    scmp_filter_ctx context)
-{
+struct rule {
+    scmp_filter_ctx context;
     uint32_t action;
     struct scmp_arg_cmp conditions[MAX_CONDITIONS];
     unsigned int count;
-    if (*rule != '{' || action_value(rule, end, "action", "errnoRet", &action) != 0 ||
-        read_conditions(json_member(rule, end, "args"), end, conditions, &count) != 0)
+    int split;
+};
+
+static int add_rule_for(const char *name, void *data)
+{
+    const struct rule *rule = data;
+    int number = seccomp.syscall_resolve_name(name);
+    if (number == NR_SCMP_ERROR)
+        return 0;  /* unknown to this libseccomp: skipped, as runc does */
+    if (!rule->split)
+        return seccomp.rule_add_array(rule->context, rule->action, number, rule->count,
+                                      rule->count ? rule->conditions : NULL) < 0 ? -1 : 0;
+    for (unsigned int i = 0; i < rule->count; i++)
+        if (seccomp.rule_add_array(rule->context, rule->action, number, 1,
+                                   &rule->conditions[i]) < 0)
+            return -1;
+    return 0;
+}
+
+static int add_rule(const char *object, const char *end, uint32_t default_action,
+                    scmp_filter_ctx context)
+{
+    struct rule rule = {.context = context};
+    uint32_t action;
+    struct scmp_arg_cmp *conditions = rule.conditions;
+    unsigned int count;
+    if (*object != '{' || action_value(object, end, "action", "errnoRet", &action) != 0 ||
+        read_conditions(json_member(object, end, "args"), end, conditions, &count) != 0)
         return -1;
     if (action == default_action)
         return 0;  /* libseccomp refuses it (EACCES); it changes nothing anyway */
     /* libseccomp refuses two conditions on one argument in one rule: one rule each. */
-    int split = 0;
     for (unsigned int i = 0; i < count; i++)
         for (unsigned int j = i + 1; j < count; j++)
-            split |= conditions[i].arg == conditions[j].arg;
-    const char *names = json_member(rule, end, "names");
-    if (!names || json_is_falsy(names, end))
-        return 0;
-    struct json_walk walk;
-    const char *key;
-    const char *value;
-    int more;
-    if (*names != '[' || json_enter(&walk, names, end) != 0)
-        return -1;
-    while ((more = json_next(&walk, &key, &value)) == 1) {
-        char name[64];
-        if (json_string(value, end, name, sizeof name) != 0)
-            return -1;
-        int number = seccomp.syscall_resolve_name(name);
-        if (number == NR_SCMP_ERROR)
-            continue;  /* unknown to this libseccomp: skipped, as runc does */
-        if (split) {
-            for (unsigned int i = 0; i < count; i++)
-                if (seccomp.rule_add_array(context, action, number, 1, &conditions[i]) < 0)
-                    return -1;
-        } else if (seccomp.rule_add_array(context, action, number, count,
-                                          count ? conditions : NULL) < 0) {
-            return -1;
-        }
-    }
-    return more;
+            rule.split |= conditions[i].arg == conditions[j].arg;
+    rule.action = action;
+    rule.count = count;
+    return json_each_string(json_member(object, end, "names"), end, 64, add_rule_for, &rule);
 }
 
 static int add_rules(const char *profile, const char *end, uint32_t default_action,
@@ -301,8 +272,10 @@ int seccomp_filter_build(const char *profile, const char *end, struct seccomp_fi
     filter->context = seccomp.init(default_action);
     if (!filter->context ||
         seccomp.attr_set(filter->context, (enum scmp_filter_attr)ATTRIBUTE_CTL_NNP, 0) < 0 ||
-        add_architectures(profile, end, filter->context) != 0 ||
-        set_flags(profile, end, filter->context) != 0 ||
+        json_each_string(json_member(profile, end, "architectures"), end, 64,
+                         add_architecture, filter->context) != 0 ||
+        json_each_string(json_member(profile, end, "flags"), end, 64, set_flag,
+                         filter->context) != 0 ||
         add_rules(profile, end, default_action, filter->context) != 0)
         goto fail;
     return 0;

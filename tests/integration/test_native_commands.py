@@ -568,6 +568,8 @@ _FILE_HANDOVERS = {
     "an out of range oomScoreAdj": dict(oomScoreAdj=1001),
     "an AppArmor profile": dict(apparmorProfile="unconfined"),
     "an unknown capability": dict(capabilities={"bounding": ["CAP_NOPE"]}),
+    "a capability set that is not a list": dict(capabilities={"bounding": ""}),
+    "args that are not a list": dict(args="sh"),
 }
 
 
