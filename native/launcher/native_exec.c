@@ -633,7 +633,8 @@ static void become_process(const struct exec_process *process, const struct entr
 {
     int error_fd = entry->error_fds[1];
 #define CHECK(call) do { if ((call) != 0) fail_with(error_fd, errno ? errno : EINVAL); } while (0)
-    /* As a child of the Python runtime: the default action until exec, not forwarding. */
+    /* The default actions until exec, as in a process the Python runtime forks: our
+     * forwarding handlers are for the foreground wait. */
     for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++)
         signal(FORWARDED[s], SIG_DFL);
     /* Only our end: if we die, its read ends, and it must never run. */
