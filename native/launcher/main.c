@@ -9,9 +9,9 @@
  *   Python starts (cgroup_warmup.c), and then run the Python CLI (an `exec` done here
  *   places its process at once and needs no warm-up).
  *
- * - `start` and `delete` of a plain container are done here, without Python
+ * - `start`, `delete` and `kill` of a plain container are done here, without Python
  *   (native_commands.c). They make no process and do little: open a FIFO, remove a few
- *   directories. An interpreter start alone (about 7-10 ms here) costs more than runc's
+ *   directories, send a signal. An interpreter start alone (about 7-10 ms here) costs more than runc's
  *   whole `start` or `delete`, and an engine runs both for every container, so that
  *   create + start + delete could never come near runc's while each paid for one.
  *   The Python runtime stays the reference and does everything else: these commands
@@ -169,6 +169,11 @@ static int native_command(int argc, char **argv, const struct global_options *op
     if (strcmp(command, "delete") == 0 &&
         (id = container_id(argc, argv, options->command + 1, 1)) != NULL)
         return native_delete(options->root, id);
+    if (strcmp(command, "kill") == 0 && options->command + 2 <= argc &&
+        options->command + 3 >= argc && argv[options->command + 1][0] != '-' &&
+        (options->command + 2 == argc || argv[options->command + 2][0] != '-'))
+        return native_kill(options->root, argv[options->command + 1],
+                           options->command + 2 < argc ? argv[options->command + 2] : NULL);
     if (strcmp(command, "exec") == 0)
         return native_exec(options->root, argc, argv, options->command + 1, &options->log);
     return PYTHON_NEEDED;

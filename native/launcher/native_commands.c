@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,64 @@ int native_delete(const char *root, const char *id)
     if (state_record_status(&record) == STATUS_STOPPED && !record.systemd_unit &&
         !state_record_has_hooks(&record, "poststop") && remove_cgroups(&record) == 0 &&
         remove_state_directory(&record) == 0)
+        code = 0;
+    state_record_release(&record);
+    return code;
+}
+
+/* pyruntime.linux.signals' names, in signal(7)'s order; real-time ones by number only. */
+static const struct {
+    const char *name;
+    int number;
+} SIGNAL_NAMES[] = {
+    {"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+    {"TRAP", SIGTRAP},   {"ABRT", SIGABRT},     {"IOT", SIGIOT},     {"BUS", SIGBUS},
+    {"FPE", SIGFPE},     {"KILL", SIGKILL},     {"USR1", SIGUSR1},   {"SEGV", SIGSEGV},
+    {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},   {"TERM", SIGTERM},
+    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CLD", SIGCHLD},    {"CONT", SIGCONT},
+    {"STOP", SIGSTOP},   {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},   {"TTOU", SIGTTOU},
+    {"URG", SIGURG},     {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},   {"VTALRM", SIGVTALRM},
+    {"PROF", SIGPROF},   {"WINCH", SIGWINCH},   {"IO", SIGIO},       {"POLL", SIGPOLL},
+    {"PWR", SIGPWR},     {"SYS", SIGSYS},
+};
+
+/* parse_signal's answer for the forms read here (a number, or a name with or without
+ * SIG in any case); -1 for any other text, which Python parses or refuses. */
+static int signal_number(const char *text)
+{
+    if (text[0] >= '0' && text[0] <= '9') {
+        char *end;
+        long number = strtol(text, &end, 10);
+        return *end == '\0' && number >= 1 && number <= SIGRTMAX ? (int)number : -1;
+    }
+    char name[16];
+    size_t length = strlen(text);
+    if (length >= sizeof name)
+        return -1;
+    for (size_t i = 0; i <= length; i++)
+        name[i] = (char)(text[i] >= 'a' && text[i] <= 'z' ? text[i] - 'a' + 'A' : text[i]);
+    const char *bare = strncmp(name, "SIG", 3) == 0 ? name + 3 : name;
+    for (size_t i = 0; i < sizeof SIGNAL_NAMES / sizeof SIGNAL_NAMES[0]; i++)
+        if (strcmp(SIGNAL_NAMES[i].name, bare) == 0)
+            return SIGNAL_NAMES[i].number;
+    return -1;
+}
+
+int native_kill(const char *root, const char *id, const char *signal_text)
+{
+    int number = signal_text ? signal_number(signal_text) : SIGTERM;
+    if (number < 0)
+        return PYTHON_NEEDED;
+    struct state_record record;
+    if (state_record_load(root, id, &record) != 0)
+        return PYTHON_NEEDED;
+    int code = PYTHON_NEEDED;
+    enum container_status status = state_record_status(&record);
+    /* Runtime.kill: a stopped container is an error; SIGKILL to a paused one needs a thaw
+     * after it. Both are Python's, as is a pid gone since (its "not running"). */
+    if ((status == STATUS_CREATED || status == STATUS_STARTED) &&
+        !(number == SIGKILL && status == STATUS_STARTED && state_record_frozen(&record) != 0) &&
+        kill((pid_t)record.pid, number) == 0)
         code = 0;
     state_record_release(&record);
     return code;

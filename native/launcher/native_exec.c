@@ -460,33 +460,6 @@ static char *read_file(const char *path, size_t *length)
 
 /* ------------------------------------------------------------------- the container */
 
-/* Whether a freezer says the container is frozen or freezing (a paused container: Python
- * refuses the exec with its own message). -1 when a freezer file cannot be read. */
-static int container_frozen(const struct state_record *record)
-{
-    for (size_t i = 0; i < record->cgroup_count; i++) {
-        static const char *const FILES[] = {"freezer.state", "cgroup.freeze"};
-        for (int f = 0; f < 2; f++) {
-            char path[PATH_MAX + 32];
-            snprintf(path, sizeof path, "%s/%s", record->cgroup_paths[i], FILES[f]);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                if (errno == ENOENT)
-                    continue;
-                return -1;
-            }
-            char state[32] = "";
-            ssize_t length = read(fd, state, sizeof state - 1);
-            close(fd);
-            if (length <= 0)
-                return -1;
-            if (strncmp(state, f == 0 ? "THAWED" : "0", f == 0 ? 6 : 1) != 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 static void close_entry(struct entry *entry)
 {
     for (size_t i = 0; i < NAMESPACE_COUNT; i++)
@@ -981,7 +954,7 @@ int native_exec(const char *root, int argc, char **argv, int first,
     enum container_status status = state_record_status(&record);
     if (record.systemd_unit || record.cgroup_count == 0 ||
         (status != STATUS_CREATED && status != STATUS_STARTED) ||
-        (status == STATUS_STARTED && container_frozen(&record) != 0) ||
+        (status == STATUS_STARTED && state_record_frozen(&record) != 0) ||
         build_process(&record, &flags, argv, argc, &process) != 0)
         goto release;
     if (open_entry(record.pid, &entry) != 0)

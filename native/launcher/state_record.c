@@ -212,3 +212,28 @@ int state_record_has_hooks(const struct state_record *record, const char *kind)
     const char *list = json_member(hooks, end, kind);
     return list != NULL && !json_is_falsy(list, end);
 }
+
+int state_record_frozen(const struct state_record *record)
+{
+    for (size_t i = 0; i < record->cgroup_count; i++) {
+        static const char *const FILES[] = {"freezer.state", "cgroup.freeze"};
+        for (int f = 0; f < 2; f++) {
+            char path[PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/%s", record->cgroup_paths[i], FILES[f]);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                if (errno == ENOENT)
+                    continue;
+                return -1;
+            }
+            char state[32] = "";
+            ssize_t length = read(fd, state, sizeof state - 1);
+            close(fd);
+            if (length <= 0)
+                return -1;
+            if (strncmp(state, f == 0 ? "THAWED" : "0", f == 0 ? 6 : 1) != 0)
+                return 1;
+        }
+    }
+    return 0;
+}

@@ -50,6 +50,10 @@ void state_record_release(struct state_record *record);
 
 enum container_status state_record_status(const struct state_record *record);
 
+/* Whether a freezer of the container (v1 freezer.state, v2 cgroup.freeze) says frozen or
+ * freezing: 1, 0, or -1 when one cannot be read. Python calls such a container paused. */
+int state_record_frozen(const struct state_record *record);
+
 /* Whether the recorded config has hooks of this kind (e.g. "poststart"); 1 also when
  * that cannot be told, so that the caller leaves the command to Python. */
 int state_record_has_hooks(const struct state_record *record, const char *kind);

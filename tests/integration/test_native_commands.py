@@ -19,7 +19,7 @@ import time
 import pytest
 
 from . import REPO_ROOT, ROOT_ONLY, pyruntime_only, wait_for
-from .bundle import hook, tmpfs_mount
+from .bundle import bind_mount, hook, tmpfs_mount
 
 pytestmark = [*ROOT_ONLY, pyruntime_only]
 
@@ -657,3 +657,79 @@ def test_exec_in_c_loads_the_containers_seccomp_filter_as_python_does(
             "Seccomp_filters:\t1"} <= set(lines)
     assert any("Function not implemented" in line for line in lines)  # chroot's ENOSYS
     assert f"NoNewPrivs:\t{int(no_new_privileges)}" in lines
+
+
+# --------------------------------------------------------------------------- kill in C
+def _trapping(runtime, bundle, out_dir: str) -> str:
+    """A container whose init writes the name of each signal it gets into OUT/got."""
+    script = ("for s in TERM USR1 HUP; do trap \"echo $s >> /tmp/out/got\" $s; done; "
+              "touch /tmp/out/ready; while :; do sleep 0.05; done")
+    cid = runtime.new_id()
+    # The mount point is made in a tmpfs: the rootfs is shared and read-only.
+    runtime.run_detached(bundle(["sh", "-c", script], mounts=[
+        tmpfs_mount("/tmp"), bind_mount(out_dir, "/tmp/out")]), cid)
+    wait_for(lambda: os.path.exists(os.path.join(out_dir, "ready")), timeout=20)
+    return cid
+
+
+def _got(out_dir: str, count: int) -> list[str]:
+    path = os.path.join(out_dir, "got")
+    wait_for(lambda: os.path.exists(path) and len(open(path).read().split()) >= count,
+             timeout=20)
+    with open(path) as f:
+        return f.read().split()
+
+
+def test_kill_needs_no_python(runtime, bundle, native_only, work_dir):
+    out_dir = os.path.join(work_dir, "out")
+    os.makedirs(out_dir)
+    cid = _trapping(runtime, bundle, out_dir)
+    forms = [(), ("USR1",), ("SIGHUP",), ("term",), ("sigusr1",), ("1",)]
+    for count, form in enumerate(forms, 1):
+        proc = run_binary(native_only, runtime, "kill", cid, *form)
+        assert (proc.returncode, proc.stderr) == (0, ""), (form, proc.stderr)
+        _got(out_dir, count)
+    assert _got(out_dir, len(forms)) == ["TERM", "USR1", "HUP", "TERM", "USR1", "HUP"]
+    runtime.run("pause", cid, check=True)
+    proc = run_binary(native_only, runtime, "kill", cid, "TERM")  # queued while frozen
+    assert (proc.returncode, proc.stderr) == (0, "")
+    runtime.run("resume", cid, check=True)
+    assert _got(out_dir, 7)[-1] == "TERM"
+    proc = run_binary(native_only, runtime, "kill", cid, "KILL")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    runtime.wait_status(cid, "stopped")
+
+
+def _paused_trapping(runtime, bundle) -> str:
+    cid = _running(runtime, bundle)
+    runtime.run("pause", cid, check=True)
+    return cid
+
+
+# case: (make the container, kill's arguments after the ID, Python's exit code, status after)
+KILL_HANDOVERS = {
+    "a stopped container": (_stopped, (), 255, "stopped"),
+    "SIGKILL to a paused container": (_paused_trapping, ("KILL",), 0, "stopped"),
+    "--all": (_running, ("--all",), 0, "running"),  # TERM: sleep as PID 1 ignores it
+    "a real-time signal by name": (_running, ("SIGRTMIN+1",), 0, "running"),
+    "an unknown signal": (_running, ("NOSUCH",), 255, "running"),
+    "a number out of range": (_running, ("65",), 255, "running"),
+    "a second argument": (_running, ("TERM", "TERM"), 1, "running"),  # a usage error
+}
+
+
+@pytest.mark.parametrize("case", KILL_HANDOVERS)
+def test_what_kill_hands_to_python(runtime, bundle, native_only, case):
+    make, args, python_code, status_after = KILL_HANDOVERS[case]
+    cid = make(runtime, bundle)
+    status_before = runtime.status(cid)
+    argv = ("kill", *args, cid) if args[:1] == ("--all",) else ("kill", cid, *args)
+    proc = run_binary(native_only, runtime, *argv)
+    assert proc.returncode == 255 and HANDED_TO_PYTHON in proc.stderr, proc.stderr
+    assert runtime.status(cid) == status_before
+    proc = run_binary(runtime.binary, runtime, *argv)
+    assert proc.returncode == python_code, proc.stderr
+    if status_after == "stopped":
+        runtime.wait_status(cid, "stopped")
+    else:
+        assert runtime.status(cid) == status_after
