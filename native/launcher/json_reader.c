@@ -352,8 +352,8 @@ int json_is_falsy(const char *value, const char *end)
     return 0;
 }
 
-int json_each_string(const char *list, const char *end, size_t size,
-                     int (*each)(const char *item, void *context), void *context)
+int json_each(const char *list, const char *end,
+              int (*each)(const char *value, const char *end, void *context), void *context)
 {
     if (!list || (end - list >= 4 && strncmp(list, "null", 4) == 0))
         return 0;
@@ -361,11 +361,31 @@ int json_each_string(const char *list, const char *end, size_t size,
     const char *key;
     const char *value;
     int more;
-    char item[8192];
-    if (*list != '[' || size > sizeof item || json_enter(&walk, list, end) != 0)
+    if (*list != '[' || json_enter(&walk, list, end) != 0)
         return -1;
     while ((more = json_next(&walk, &key, &value)) == 1)
-        if (json_string(value, end, item, size) != 0 || each(item, context) != 0)
+        if (each(value, end, context) != 0)
             return -1;
     return more;
+}
+
+struct string_visit {
+    size_t size;
+    int (*each)(const char *item, void *context);
+    void *context;
+};
+
+static int visit_string(const char *value, const char *end, void *data)
+{
+    const struct string_visit *visit = data;
+    char item[8192];
+    return json_string(value, end, item, visit->size) != 0 ? -1
+                                                           : visit->each(item, visit->context);
+}
+
+int json_each_string(const char *list, const char *end, size_t size,
+                     int (*each)(const char *item, void *context), void *context)
+{
+    struct string_visit visit = {size, each, context};
+    return size > 8192 ? -1 : json_each(list, end, visit_string, &visit);
 }

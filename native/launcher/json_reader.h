@@ -45,6 +45,14 @@ int json_integer(const char *value, const char *end, long long *out);
 int json_is_falsy(const char *value, const char *end);
 
 /*
+ * Call `each(value, end, context)` with every value of the array at `list` (none when
+ * `list` is NULL or null). 0, or -1 when it is not an array, or as soon as `each` returns
+ * non-zero.
+ */
+int json_each(const char *list, const char *end,
+              int (*each)(const char *value, const char *end, void *context), void *context);
+
+/*
  * Call `each(item, context)` with every string of the array at `list` (none when `list`
  * is NULL or null). 0, or -1 when it is not an array of strings shorter than `size` (at
  * most 8192), or as soon as `each` returns non-zero.

@@ -232,41 +232,45 @@ static int read_capabilities(const char *object, const char *end,
     return 0;
 }
 
-static int read_rlimits(const char *list, const char *end, struct exec_process *process)
+static int add_rlimit(const char *item, const char *end, void *data)
 {
-    struct json_walk walk;
-    const char *key;
-    const char *item;
-    int more;
-    if (*list != '[' || json_enter(&walk, list, end) != 0)
+    struct exec_process *process = data;
+    char type[32];
+    const char *type_value = json_member(item, end, "type");
+    const char *soft = json_member(item, end, "soft");
+    const char *hard = json_member(item, end, "hard");
+    if (process->rlimit_count == MAX_RLIMITS || !type_value || !soft || !hard ||
+        json_string(type_value, end, type, sizeof type) != 0)
         return -1;
-    while ((more = json_next(&walk, &key, &item)) == 1) {
-        char type[32];
-        const char *type_value = json_member(item, end, "type");
-        const char *soft = json_member(item, end, "soft");
-        const char *hard = json_member(item, end, "hard");
-        if (process->rlimit_count == MAX_RLIMITS || !type_value || !soft || !hard ||
-            json_string(type_value, end, type, sizeof type) != 0)
-            return -1;
-        int resource = -1;
-        for (int i = 0; i < (int)(sizeof RLIMIT_NAMES / sizeof RLIMIT_NAMES[0]); i++)
-            if (strcmp(RLIMIT_NAMES[i], type) == 0)
-                resource = i;
-        /* Values beyond a long long (unlimited written as 2^64-1) go to Python. */
-        size_t at = process->rlimit_count;
-        if (resource < 0 || json_integer(soft, end, &process->rlimits[at].soft) != 0 ||
-            json_integer(hard, end, &process->rlimits[at].hard) != 0 ||
-            process->rlimits[at].soft < 0 || process->rlimits[at].hard < 0)
-            return -1;
-        for (size_t seen = 0; seen < at; seen++)
-            if (process->rlimits[seen].resource == resource)
-                return -1;  /* Python refuses a duplicate type */
-        if (process->rlimits[at].soft > process->rlimits[at].hard)
-            return -1;
-        process->rlimits[at].resource = resource;
-        process->rlimit_count++;
-    }
-    return more;
+    int resource = -1;
+    for (int i = 0; i < (int)(sizeof RLIMIT_NAMES / sizeof RLIMIT_NAMES[0]); i++)
+        if (strcmp(RLIMIT_NAMES[i], type) == 0)
+            resource = i;
+    /* Values beyond a long long (unlimited written as 2^64-1) go to Python. */
+    size_t at = process->rlimit_count;
+    if (resource < 0 || json_integer(soft, end, &process->rlimits[at].soft) != 0 ||
+        json_integer(hard, end, &process->rlimits[at].hard) != 0 ||
+        process->rlimits[at].soft < 0 || process->rlimits[at].hard < 0)
+        return -1;
+    for (size_t seen = 0; seen < at; seen++)
+        if (process->rlimits[seen].resource == resource)
+            return -1;  /* Python refuses a duplicate type */
+    if (process->rlimits[at].soft > process->rlimits[at].hard)
+        return -1;
+    process->rlimits[at].resource = resource;
+    process->rlimit_count++;
+    return 0;
+}
+
+static int add_group(const char *value, const char *end, void *data)
+{
+    struct exec_process *process = data;
+    long long group;
+    if (process->group_count == MAX_GROUPS || json_integer(value, end, &group) != 0 ||
+        group < 0 || group > 0xFFFFFFFE)
+        return -1;
+    process->groups[process->group_count++] = (gid_t)group;
+    return 0;
 }
 
 static int read_user(const char *user, const char *end, struct exec_process *process)
@@ -286,24 +290,7 @@ static int read_user(const char *user, const char *end, struct exec_process *pro
         (json_integer(umask_value, end, &process->umask) != 0 || process->umask < 0 ||
          process->umask > 0777))
         return -1;
-    if (groups && !json_is_falsy(groups, end)) {
-        struct json_walk walk;
-        const char *key;
-        const char *value;
-        int more;
-        if (*groups != '[' || json_enter(&walk, groups, end) != 0)
-            return -1;
-        while ((more = json_next(&walk, &key, &value)) == 1) {
-            long long group;
-            if (process->group_count == MAX_GROUPS || json_integer(value, end, &group) != 0 ||
-                group < 0 || group > 0xFFFFFFFE)
-                return -1;
-            process->groups[process->group_count++] = (gid_t)group;
-        }
-        if (more != 0)
-            return -1;
-    }
-    return 0;
+    return json_each(groups, end, add_group, process);
 }
 
 static int is_null(const char *value)
@@ -429,7 +416,7 @@ static int read_process(const char *base, const char *end, int from_file,
     if (!is_null(capabilities) && read_capabilities(capabilities, end, process) != 0)
         return -1;
     const char *rlimits = json_member(base, end, "rlimits");
-    if (rlimits && !json_is_falsy(rlimits, end) && read_rlimits(rlimits, end, process) != 0)
+    if (json_each(rlimits, end, add_rlimit, process) != 0)
         return -1;
     const char *no_new_privileges = json_member(base, end, "noNewPrivileges");
     process->no_new_privileges = no_new_privileges && !json_is_falsy(no_new_privileges, end);

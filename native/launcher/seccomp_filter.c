@@ -149,113 +149,97 @@ static int set_flag(const char *flag, void *context)
 }
 
 /* Python's _conditions: -1 for anything it would refuse, or a value beyond a long long. */
-static int read_conditions(const char *list, const char *end, struct scmp_arg_cmp *conditions,
-                           unsigned int *count)
+struct conditions {
+    struct scmp_arg_cmp items[MAX_CONDITIONS];
+    unsigned int count;
+};
+
+static int add_condition(const char *item, const char *end, void *data)
 {
-    *count = 0;
-    if (!list || json_is_falsy(list, end))
-        return 0;
-    struct json_walk walk;
-    const char *key;
-    const char *item;
-    int more;
-    if (*list != '[' || json_enter(&walk, list, end) != 0)
+    struct conditions *conditions = data;
+    long long index, value, value_two;
+    char op[32];
+    int operator = 0;
+    if (conditions->count == MAX_CONDITIONS || *item != '{' ||
+        optional_integer(item, end, "index", 0, &index) != 0 || index >= MAX_CONDITIONS ||
+        optional_string(item, end, "op", op, sizeof op) != 0 ||
+        optional_integer(item, end, "value", 0, &value) != 0 ||
+        optional_integer(item, end, "valueTwo", 0, &value_two) != 0)
         return -1;
-    while ((more = json_next(&walk, &key, &item)) == 1) {
-        long long index, value, value_two;
-        char op[32];
-        int operator = 0;
-        if (*count == MAX_CONDITIONS || *item != '{' ||
-            optional_integer(item, end, "index", 0, &index) != 0 || index >= MAX_CONDITIONS ||
-            optional_string(item, end, "op", op, sizeof op) != 0 ||
-            optional_integer(item, end, "value", 0, &value) != 0 ||
-            optional_integer(item, end, "valueTwo", 0, &value_two) != 0)
-            return -1;
-        for (int i = 1; i < (int)(sizeof OPERATORS / sizeof OPERATORS[0]); i++)
-            if (strcmp(OPERATORS[i], op) == 0)
-                operator = i;
-        if (!operator)
-            return -1;
-        conditions[*count] = (struct scmp_arg_cmp){
-            .arg = (unsigned int)index, .op = (enum scmp_compare)operator,
-            .datum_a = (uint64_t)value, .datum_b = (uint64_t)value_two,
-        };
-        (*count)++;
-    }
-    return more;
+    for (int i = 1; i < (int)(sizeof OPERATORS / sizeof OPERATORS[0]); i++)
+        if (strcmp(OPERATORS[i], op) == 0)
+            operator = i;
+    if (!operator)
+        return -1;
+    conditions->items[conditions->count++] = (struct scmp_arg_cmp){
+        .arg = (unsigned int)index, .op = (enum scmp_compare)operator,
+        .datum_a = (uint64_t)value, .datum_b = (uint64_t)value_two,
+    };
+    return 0;
 }
 
 /* One rule of `syscalls`, for each of its names libseccomp knows. */
 struct rule {
     scmp_filter_ctx context;
     uint32_t action;
-    struct scmp_arg_cmp conditions[MAX_CONDITIONS];
-    unsigned int count;
+    uint32_t default_action;
+    struct conditions conditions;
     int split;
 };
 
 static int add_rule_for(const char *name, void *data)
 {
     const struct rule *rule = data;
+    const struct conditions *conditions = &rule->conditions;
     int number = seccomp.syscall_resolve_name(name);
     if (number == NR_SCMP_ERROR)
         return 0;  /* unknown to this libseccomp: skipped, as runc does */
     if (!rule->split)
-        return seccomp.rule_add_array(rule->context, rule->action, number, rule->count,
-                                      rule->count ? rule->conditions : NULL) < 0 ? -1 : 0;
-    for (unsigned int i = 0; i < rule->count; i++)
+        return seccomp.rule_add_array(rule->context, rule->action, number, conditions->count,
+                                      conditions->count ? conditions->items : NULL) < 0 ? -1
+                                                                                       : 0;
+    for (unsigned int i = 0; i < conditions->count; i++)
         if (seccomp.rule_add_array(rule->context, rule->action, number, 1,
-                                   &rule->conditions[i]) < 0)
+                                   &conditions->items[i]) < 0)
             return -1;
     return 0;
 }
 
-static int add_rule(const char *object, const char *end, uint32_t default_action,
-                    scmp_filter_ctx context)
+static int add_rule(const char *object, const char *end, void *data)
 {
-    struct rule rule = {.context = context};
-    uint32_t action;
-    struct scmp_arg_cmp *conditions = rule.conditions;
-    unsigned int count;
-    if (*object != '{' || action_value(object, end, "action", "errnoRet", &action) != 0 ||
-        read_conditions(json_member(object, end, "args"), end, conditions, &count) != 0)
+    struct rule rule = *(const struct rule *)data;  /* the filter's context and default */
+    if (*object != '{' || action_value(object, end, "action", "errnoRet", &rule.action) != 0 ||
+        json_each(json_member(object, end, "args"), end, add_condition, &rule.conditions) != 0)
         return -1;
-    if (action == default_action)
+    if (rule.action == rule.default_action)
         return 0;  /* libseccomp refuses it (EACCES); it changes nothing anyway */
     /* libseccomp refuses two conditions on one argument in one rule: one rule each. */
-    for (unsigned int i = 0; i < count; i++)
-        for (unsigned int j = i + 1; j < count; j++)
-            rule.split |= conditions[i].arg == conditions[j].arg;
-    rule.action = action;
-    rule.count = count;
+    for (unsigned int i = 0; i < rule.conditions.count; i++)
+        for (unsigned int j = i + 1; j < rule.conditions.count; j++)
+            rule.split |= rule.conditions.items[i].arg == rule.conditions.items[j].arg;
     return json_each_string(json_member(object, end, "names"), end, 64, add_rule_for, &rule);
+}
+
+static int count_value(const char *value, const char *end, void *count)
+{
+    (void)value;
+    (void)end;
+    ++*(int *)count;
+    return 0;
 }
 
 static int add_rules(const char *profile, const char *end, uint32_t default_action,
                      scmp_filter_ctx context)
 {
     const char *list = json_member(profile, end, "syscalls");
-    if (!list || json_is_falsy(list, end))
-        return 0;
-    struct json_walk walk;
-    const char *key;
-    const char *rule;
-    int more;
     int rules = 0;
-    if (*list != '[' || json_enter(&walk, list, end) != 0)
-        return -1;
-    while ((more = json_next(&walk, &key, &rule)) == 1)
-        rules++;
-    if (more != 0)
+    if (json_each(list, end, count_value, &rules) != 0)
         return -1;
     /* A binary tree beats a linear list for long profiles (runc's threshold). */
     if (rules > 32)
         seccomp.attr_set(context, (enum scmp_filter_attr)ATTRIBUTE_CTL_OPTIMIZE, 2);
-    json_enter(&walk, list, end);
-    while ((more = json_next(&walk, &key, &rule)) == 1)
-        if (add_rule(rule, end, default_action, context) != 0)
-            return -1;
-    return more;
+    struct rule rule = {.context = context, .default_action = default_action};
+    return json_each(list, end, add_rule, &rule);
 }
 
 int seccomp_filter_build(const char *profile, const char *end, struct seccomp_filter *filter)
