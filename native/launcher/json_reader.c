@@ -352,10 +352,15 @@ int json_is_falsy(const char *value, const char *end)
     return 0;
 }
 
+int json_is_null(const char *value, const char *end)
+{
+    return !value || (end - value >= 4 && strncmp(value, "null", 4) == 0);
+}
+
 int json_each(const char *list, const char *end,
               int (*each)(const char *value, const char *end, void *context), void *context)
 {
-    if (!list || (end - list >= 4 && strncmp(list, "null", 4) == 0))
+    if (json_is_null(list, end))
         return 0;
     struct json_walk walk;
     const char *key;

@@ -41,6 +41,9 @@ int json_string(const char *value, const char *end, char *out, size_t size);
 /* The integer at `value`; -1 when it is not an integer that fits a long long. */
 int json_integer(const char *value, const char *end, long long *out);
 
+/* Whether `value` is absent (NULL) or the literal null: None to Python. */
+int json_is_null(const char *value, const char *end);
+
 /* Whether the value at `value` is null, false, 0, "", [] or {}: false to Python. */
 int json_is_falsy(const char *value, const char *end);
 

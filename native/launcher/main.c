@@ -11,9 +11,10 @@
  *
  * - `start`, `delete` and `kill` of a plain container are done here, without Python
  *   (native_commands.c). They make no process and do little: open a FIFO, remove a few
- *   directories, send a signal. An interpreter start alone (about 7-10 ms here) costs more than runc's
- *   whole `start` or `delete`, and an engine runs both for every container, so that
- *   create + start + delete could never come near runc's while each paid for one.
+ *   directories, send a signal. An interpreter start alone (about 7-10 ms here) costs
+ *   more than runc's whole `start` or `delete`, and an engine runs both for every
+ *   container, so that create + start + delete could never come near runc's while
+ *   each paid for one.
  *   The Python runtime stays the reference and does everything else: these commands
  *   hand over to it, before changing anything, for a container with hooks to run, a
  *   systemd unit, processes to kill, or anything unexpected in its record, for any flag
@@ -25,13 +26,14 @@
  *   process with the command line's command, --env, --cwd and --user, or a --process
  *   file (as engines pass it), without a terminal, in the foreground or detached, in a
  *   container with no LSM label, user or time namespace or systemd unit (a seccomp
- *   profile it builds with libseccomp, opened only then). Its own work (join the namespaces and the cgroup, become
- *   the process's user with its capabilities, exec) takes a few milliseconds, while the
- *   interpreter start and the imports it pays for in Python took 12-14 ms, which no
- *   amount of trimming in Python brought under runc's two Go starts. Every other exec,
- *   and every error, goes to Python, which the native path checks output for output
- *   against (tests/integration/test_native_commands.py); a process that fails before its
- *   program runs is reaped and the Python CLI does the exec again, as the reference.
+ *   profile it builds with libseccomp, opened only then). Its own work (join the
+ *   namespaces and the cgroup, become the process's user with its capabilities, exec)
+ *   takes a few milliseconds, while the interpreter start and the imports it pays for
+ *   in Python took 12-14 ms, which no amount of trimming in Python brought under runc's
+ *   two Go starts. Every other exec, and every error, goes to Python, which the native
+ *   path is checked against output for output (tests/integration/test_native_commands.py);
+ *   a process that fails before its program runs is reaped and the Python CLI does the
+ *   exec again, as the reference.
  *
  * This is not a second runtime: no process model changes (each command is still one
  * short process, as runc's), and state.json stays what the Python runtime writes. The
@@ -44,6 +46,7 @@
 #include <unistd.h>
 
 #include "cgroup_warmup.h"
+#include "command_line.h"
 #include "native_commands.h"
 #include "native_exec.h"
 #include "runtime_log.h"
@@ -69,21 +72,6 @@ struct global_options {
     int python_only;  /* a flag, or a form of one, that only the Python CLI handles */
     int command;      /* argv index of the command name; argc when there is none */
 };
-
-/* The flag's name without its leading dashes (the Python CLI takes any number). */
-static const char *flag_name(const char *arg, size_t *length)
-{
-    while (*arg == '-')
-        arg++;
-    const char *equals = strchr(arg, '=');
-    *length = equals ? (size_t)(equals - arg) : strlen(arg);
-    return arg;
-}
-
-static int is_flag(const char *name, size_t length, const char *flag)
-{
-    return strlen(flag) == length && strncmp(name, flag, length) == 0;
-}
 
 static int takes_value(const char *name, size_t length)
 {
@@ -154,6 +142,22 @@ static const char *container_id(int argc, char **argv, int first, int force_allo
     return id;
 }
 
+/* `kill ID [SIGNAL]`: 1 with `id` and `signal` (NULL: none given), 0 for any other form
+ * (--all, a flag, more arguments), which the Python CLI reads. */
+static int kill_arguments(int argc, char **argv, int first, const char **id,
+                          const char **signal)
+{
+    int count = argc - first;
+    if (count < 1 || count > 2)
+        return 0;
+    for (int i = first; i < argc; i++)
+        if (argv[i][0] == '-')
+            return 0;
+    *id = argv[first];
+    *signal = count == 2 ? argv[first + 1] : NULL;
+    return 1;
+}
+
 /* The exit code of a command done here, or PYTHON_NEEDED. */
 static int native_command(int argc, char **argv, const struct global_options *options)
 {
@@ -163,17 +167,16 @@ static int native_command(int argc, char **argv, const struct global_options *op
         return PYTHON_NEEDED;
     const char *command = argv[options->command];
     const char *id;
+    const char *signal;
     if (strcmp(command, "start") == 0 &&
         (id = container_id(argc, argv, options->command + 1, 0)) != NULL)
         return native_start(options->root, id, &options->log);
     if (strcmp(command, "delete") == 0 &&
         (id = container_id(argc, argv, options->command + 1, 1)) != NULL)
         return native_delete(options->root, id);
-    if (strcmp(command, "kill") == 0 && options->command + 2 <= argc &&
-        options->command + 3 >= argc && argv[options->command + 1][0] != '-' &&
-        (options->command + 2 == argc || argv[options->command + 2][0] != '-'))
-        return native_kill(options->root, argv[options->command + 1],
-                           options->command + 2 < argc ? argv[options->command + 2] : NULL);
+    if (strcmp(command, "kill") == 0 &&
+        kill_arguments(argc, argv, options->command + 1, &id, &signal))
+        return native_kill(options->root, id, signal);
     if (strcmp(command, "exec") == 0)
         return native_exec(options->root, argc, argv, options->command + 1, &options->log);
     return PYTHON_NEEDED;

@@ -6,10 +6,11 @@
  *
  * Done here: a created or running (not paused) container that shares our user and time
  * namespaces, has no AppArmor profile or SELinux label, and no systemd unit (its seccomp
- * profile is built with libseccomp as Python builds it: seccomp_filter.c); a process that is the container's own with the command, --env, --cwd and
- * --user of the command line, or one from a --process file (in the forms Python's
- * validate_process takes, with no terminal), in the foreground or --detach, with or
- * without --pid-file: what engines run for `exec` and exec probes. Everything else,
+ * profile is built with libseccomp as Python builds it: seccomp_filter.c); a process
+ * that is the container's own with the command, --env, --cwd and --user of the command
+ * line, or one from a --process file (in the forms Python's validate_process takes,
+ * with no terminal), in the foreground or --detach, with or without --pid-file: what
+ * engines run for `exec` and exec probes. Everything else,
  * and every error, is the Python CLI's: the checks come before anything is changed, and a
  * process that fails before its program runs (a setns refused, a command not found)
  * reports only an errno over a close-on-exec pipe, is reaped, and the Python CLI then
@@ -22,7 +23,8 @@
  * off (it needs CAP_SYS_ADMIN then), cwd (proved inside the root), bounding set, groups
  * and ids keeping capabilities, umask, capability sets, no_new_privs, the command looked
  * up in the container's PATH as the new user, the seccomp filter when no_new_privs is on,
- * every fd but stdio close-on-exec, execve. We forward the signals the Python runtime forwards and exit with its status.
+ * every fd but stdio close-on-exec, execve. We forward the signals the Python runtime
+ * forwards and exit with the process's status.
  */
 #define _GNU_SOURCE
 #include "native_exec.h"
@@ -43,6 +45,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "command_line.h"
 #include "json_reader.h"
 #include "native_commands.h"
 #include "seccomp_filter.h"
@@ -144,12 +147,16 @@ static void forward(int number)
         kill((pid_t)forward_to, number);
 }
 
-/* ------------------------------------------------------------------ the command line */
-
-static int flag_is(const char *name, size_t length, const char *flag)
+/* `handler` (forward, or SIG_DFL) for every signal of FORWARDED. */
+static void handle_forwarded(void (*handler)(int))
 {
-    return strlen(flag) == length && strncmp(name, flag, length) == 0;
+    struct sigaction action = {.sa_handler = handler};
+    sigemptyset(&action.sa_mask);
+    for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++)
+        sigaction(FORWARDED[s], &action, NULL);
 }
+
+/* ------------------------------------------------------------------ the command line */
 
 static int parse_ids(const char *text, struct exec_process *process)
 {
@@ -286,23 +293,18 @@ static int read_user(const char *user, const char *end, struct exec_process *pro
     if (process->uid < 0 || process->uid > 0xFFFFFFFE || process->gid < 0 ||
         process->gid > 0xFFFFFFFE)
         return -1;
-    if (umask_value && strncmp(umask_value, "null", 4) != 0 &&
+    if (!json_is_null(umask_value, end) &&
         (json_integer(umask_value, end, &process->umask) != 0 || process->umask < 0 ||
          process->umask > 0777))
         return -1;
     return json_each(groups, end, add_group, process);
 }
 
-static int is_null(const char *value)
-{
-    return value == NULL || strncmp(value, "null", 4) == 0;
-}
-
 /* A literal true or false (1, 0), null or absent (`otherwise`), else -1: Python's
  * validation takes no other JSON value for a boolean field of a process file. */
-static int json_boolean(const char *value, int otherwise)
+static int json_boolean(const char *value, const char *end, int otherwise)
 {
-    if (is_null(value))
+    if (json_is_null(value, end))
         return otherwise;
     if (strncmp(value, "true", 4) == 0)
         return 1;
@@ -345,18 +347,20 @@ static int check_process_file(const char *base, const char *end)
 {
     static const char *const USER_MEMBERS[] = {"uid", "gid", "umask", "additionalGids", NULL};
     if (only_known_members(base, end, PROCESS_FILE_MEMBERS) != 0 ||
-        json_boolean(json_member(base, end, "terminal"), 0) != 0 ||
-        json_boolean(json_member(base, end, "noNewPrivileges"), 0) < 0 ||
-        !is_null(json_member(base, end, "consoleSize")) ||
-        !is_null(json_member(base, end, "ioPriority")) ||
-        !is_null(json_member(base, end, "scheduler")))
+        json_boolean(json_member(base, end, "terminal"), end, 0) != 0 ||
+        json_boolean(json_member(base, end, "noNewPrivileges"), end, 0) < 0 ||
+        !json_is_null(json_member(base, end, "consoleSize"), end) ||
+        !json_is_null(json_member(base, end, "ioPriority"), end) ||
+        !json_is_null(json_member(base, end, "scheduler"), end))
         return -1;
     const char *user = json_member(base, end, "user");
-    if (!is_null(user) && (*user != '{' || only_known_members(user, end, USER_MEMBERS) != 0))
+    if (!json_is_null(user, end) &&
+        (*user != '{' || only_known_members(user, end, USER_MEMBERS) != 0))
         return -1;
     const char *oom_score_adj = json_member(base, end, "oomScoreAdj");
     long long adjustment;
-    if (!is_null(oom_score_adj) &&  /* validated, and not applied to an exec (as Python) */
+    /* Validated, and not applied to an exec (as in Python). */
+    if (!json_is_null(oom_score_adj, end) &&
         (json_integer(oom_score_adj, end, &adjustment) != 0 || adjustment < -1000 ||
          adjustment > 1000))
         return -1;
@@ -364,7 +368,7 @@ static int check_process_file(const char *base, const char *end)
     for (int i = 0; i < 2; i++) {
         const char *label = json_member(base, end, LABELS[i]);
         char text[2];
-        if (!is_null(label) && json_string(label, end, text, sizeof text) != 0)
+        if (!json_is_null(label, end) && json_string(label, end, text, sizeof text) != 0)
             return -1;  /* not a string, or a label: Python's */
     }
     return 0;
@@ -413,7 +417,7 @@ static int read_process(const char *base, const char *end, int from_file,
     if (user && !json_is_falsy(user, end) && (*user != '{' || read_user(user, end, process) != 0))
         return -1;
     const char *capabilities = json_member(base, end, "capabilities");
-    if (!is_null(capabilities) && read_capabilities(capabilities, end, process) != 0)
+    if (!json_is_null(capabilities, end) && read_capabilities(capabilities, end, process) != 0)
         return -1;
     const char *rlimits = json_member(base, end, "rlimits");
     if (json_each(rlimits, end, add_rlimit, process) != 0)
@@ -421,28 +425,6 @@ static int read_process(const char *base, const char *end, int from_file,
     const char *no_new_privileges = json_member(base, end, "noNewPrivileges");
     process->no_new_privileges = no_new_privileges && !json_is_falsy(no_new_privileges, end);
     return 0;
-}
-
-/* A process file's whole text, or NULL. */
-static char *read_file(const char *path, size_t *length)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    struct stat info;
-    char *text = NULL;
-    if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size < (1 << 20) &&
-        (text = malloc((size_t)info.st_size + 1)) != NULL) {
-        ssize_t got = read(fd, text, (size_t)info.st_size);
-        if (got != info.st_size) {
-            free(text);
-            text = NULL;
-        } else {
-            *length = (size_t)got;
-        }
-    }
-    close(fd);
-    return text;
 }
 
 /* ------------------------------------------------------------------- the container */
@@ -595,8 +577,7 @@ static void become_process(const struct exec_process *process, const struct entr
 #define CHECK(call) do { if ((call) != 0) fail_with(error_fd, errno ? errno : EINVAL); } while (0)
     /* The default actions until exec, as in a process the Python runtime forks: our
      * forwarding handlers are for the foreground wait. */
-    for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++)
-        signal(FORWARDED[s], SIG_DFL);
+    handle_forwarded(SIG_DFL);
     /* Only our end: if we die, its read ends, and it must never run. */
     close(entry->placed_fds[1]);
     close(entry->error_fds[0]);
@@ -797,30 +778,28 @@ static int parse_flags(int argc, char **argv, int first, struct exec_flags *flag
         }
         if (arg[0] != '-' || strcmp(arg, "-") == 0)
             break;
-        const char *name = arg;
-        while (*name == '-')
-            name++;
-        size_t length = strlen(name);
-        if (strchr(name, '='))
+        size_t length;
+        const char *name = flag_name(arg, &length);
+        if (name[length] == '=')
             return -1;  /* --flag=value and the like */
-        if (flag_is(name, length, "detach") || flag_is(name, length, "d")) {
+        if (is_flag(name, length, "detach") || is_flag(name, length, "d")) {
             flags->detach = 1;
             continue;
         }
         if (i + 1 >= argc)
             return -1;
         const char *value = argv[++i];
-        if (flag_is(name, length, "env") || flag_is(name, length, "e")) {
+        if (is_flag(name, length, "env") || is_flag(name, length, "e")) {
             if (flags->env_count == MAX_ENV)
                 return -1;
             flags->env[flags->env_count++] = value;
-        } else if (flag_is(name, length, "cwd")) {
+        } else if (is_flag(name, length, "cwd")) {
             flags->cwd = value;
-        } else if (flag_is(name, length, "user") || flag_is(name, length, "u")) {
+        } else if (is_flag(name, length, "user") || is_flag(name, length, "u")) {
             flags->user = value;
-        } else if (flag_is(name, length, "process") || flag_is(name, length, "p")) {
+        } else if (is_flag(name, length, "process") || is_flag(name, length, "p")) {
             flags->process_file = value;
-        } else if (flag_is(name, length, "pid-file")) {
+        } else if (is_flag(name, length, "pid-file")) {
             flags->pid_file = value;
         } else {
             return -1;
@@ -844,14 +823,14 @@ static int build_process(const struct state_record *record, const struct exec_fl
     const char *end = record->text + record->length;
     const char *linux_object = json_member(record->config, end, "linux");
     const char *profile = linux_object ? json_member(linux_object, end, "seccomp") : NULL;
-    if (!is_null(profile)) {
+    if (!json_is_null(profile, end)) {
         if (seccomp_filter_build(profile, end, &process->seccomp) != 0)
             return -1;
         process->has_seccomp = 1;
     }
     if (flags->process_file) {
         size_t length = 0;
-        char *text = read_file(flags->process_file, &length);
+        char *text = read_whole_file(AT_FDCWD, flags->process_file, &length);
         const char *document = text ? json_document(text, text + length) : NULL;
         int result = document ? read_process(document, text + length, 1, process) : -1;
         free(text);
@@ -952,17 +931,11 @@ int native_exec(const char *root, int argc, char **argv, int first,
         close_entry(&entry);
         goto release;
     }
-    struct sigaction action = {.sa_handler = forward};
-    sigemptyset(&action.sa_mask);
-    for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++)
-        sigaction(FORWARDED[s], &action, NULL);
+    handle_forwarded(forward);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     pid_t pid = start_process(&record, &process, &entry);
     close_entry(&entry);
-    if (pid < 0) {
-        log_error(log, "exec: restoring the runtime's namespace for children failed");
-        code = 255;
-    } else if (pid > 0) {
+    if (pid > 0) {
         state_record_release(&record);  /* the lock is not held while the process runs */
         free_process(&process);
         if (pid_file.fd >= 0 && finish_pid_file(&pid_file, pid) != 0) {
@@ -974,13 +947,12 @@ int native_exec(const char *root, int argc, char **argv, int first,
         }
         return flags.detach ? 0 : wait_foreground(pid);
     }
-    if (code == PYTHON_NEEDED) {
-        /* Put back what the Python CLI must find as it was. */
-        struct sigaction default_action = {.sa_handler = SIG_DFL};
-        sigemptyset(&default_action.sa_mask);
-        for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++)
-            sigaction(FORWARDED[s], &default_action, NULL);
-        prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    /* Put back what the Python CLI must find as it was. */
+    handle_forwarded(SIG_DFL);
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    if (pid < 0) {
+        log_error(log, "exec: restoring the runtime's namespace for children failed");
+        code = 255;
     }
 release:
     drop_pid_file(&pid_file);

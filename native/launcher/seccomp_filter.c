@@ -85,7 +85,7 @@ static int optional_string(const char *object, const char *end, const char *name
 {
     const char *value = json_member(object, end, name);
     out[0] = '\0';
-    if (!value || strncmp(value, "null", 4) == 0)
+    if (json_is_null(value, end))
         return 0;
     return json_string(value, end, out, size);
 }
@@ -96,7 +96,7 @@ static int optional_integer(const char *object, const char *end, const char *nam
 {
     const char *value = json_member(object, end, name);
     *out = otherwise;
-    if (!value || strncmp(value, "null", 4) == 0)
+    if (json_is_null(value, end))
         return 0;
     return json_integer(value, end, out) == 0 && *out >= 0 ? 0 : -1;
 }

@@ -29,14 +29,15 @@ int valid_container_id(const char *id)
            length;
 }
 
-static char *read_all(int directory_fd, const char *name, size_t *length)
+char *read_whole_file(int directory_fd, const char *name, size_t *length)
 {
     int fd = openat(directory_fd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
     struct stat info;
     char *text = NULL;
-    if (fstat(fd, &info) == 0 && info.st_size > 0 && info.st_size <= MAX_STATE_SIZE)
+    if (fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0 &&
+        info.st_size <= MAX_STATE_SIZE)
         text = malloc((size_t)info.st_size);
     size_t done = 0;
     while (text && done < (size_t)info.st_size) {
@@ -137,7 +138,7 @@ int state_record_load(const char *root, const char *id, struct state_record *rec
             return -1;
         }
     }
-    record->text = read_all(record->directory_fd, "state.json", &record->length);
+    record->text = read_whole_file(record->directory_fd, "state.json", &record->length);
     if (!record->text || parse(record) != 0) {
         state_record_release(record);
         return -1;

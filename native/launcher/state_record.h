@@ -58,6 +58,11 @@ int state_record_frozen(const struct state_record *record);
  * that cannot be told, so that the caller leaves the command to Python. */
 int state_record_has_hooks(const struct state_record *record, const char *kind);
 
+/* The whole text of the regular file `name` (relative to `directory_fd`, or AT_FDCWD),
+ * at most a few MiB, as malloc'd memory (not NUL-terminated); NULL when it cannot be
+ * read. */
+char *read_whole_file(int directory_fd, const char *name, size_t *length);
+
 /* The start time of process `pid` (field 22 of /proc/PID/stat), or -1 when it does
  * not exist or is a zombie. */
 long long process_start_time(long long pid);
