@@ -43,25 +43,31 @@ def _take_launcher_child() -> int:
 
 
 _launcher_child = _take_launcher_child()
+_stopped = 0  # killed, not yet reaped
 _launcher_started = bool(_launcher_child)
 
 
-def end() -> None:
-    """Stop and reap the launcher's warm-up child, if there is one: right after a
-    placement went through, and when the command finishes. After a placement the child's
-    own write, which waits for the same grace period, is over and SIGKILL ends it at
-    once; a command that failed before placing anything may wait for the rest of that
-    write (one grace period at most). Never left behind: it would become the orphan of
-    whoever called the runtime (a shim, conmon, a test suite)."""
-    global _launcher_child
-    pid, _launcher_child = _launcher_child, 0
-    if not pid:
-        return
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass  # already reaped, by a wait for any child
+def end(wait: bool = True) -> None:
+    """Stop the launcher's warm-up child, if there is one: right after a placement went
+    through (`wait=False`: the runtime goes on while it dies), and when the command
+    finishes, which also reaps it. It dies at the end of a write it is in, which may
+    wait for the rest of a grace period when nothing was placed yet. Never left behind:
+    it would become the orphan of whoever called the runtime (a shim, conmon, a test
+    suite)."""
+    global _launcher_child, _stopped
+    if _launcher_child:
+        try:
+            os.kill(_launcher_child, 9)
+            _stopped = _launcher_child
+        except ProcessLookupError:
+            pass  # already reaped, by a wait for any child
+        _launcher_child = 0
+    if wait and _stopped:
+        try:
+            os.waitpid(_stopped, 0)
+        except ChildProcessError:
+            pass  # reaped by a wait for any child
+        _stopped = 0
 
 
 def begin() -> None:

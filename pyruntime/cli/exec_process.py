@@ -49,7 +49,7 @@ def process_from_flags(parsed, config: dict) -> dict:
             raise UsageError("--additional-gids: expected numbers") from None
     process["user"] = user
     if parsed.cap:
-        from pyruntime.linux.capabilities import CAPABILITIES
+        from pyruntime.linux.capability_names import CAPABILITIES
 
         capabilities = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
         for name in parsed.cap:

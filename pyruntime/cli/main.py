@@ -6,6 +6,7 @@ itself failed, 1 for a usage error.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from pyruntime.cli.args import Command, Flag, UsageError, command_help, help_text, parse_command
@@ -87,6 +88,25 @@ COMMANDS = {c.name: c for c in (
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    early_init = _take_early_init()
+    try:
+        return _main(argv, early_init)
+    finally:
+        if early_init is not None:
+            early_init.discard()  # unless `create` or `run` adopted it
+
+
+def _take_early_init():
+    """The init the launcher started for a `create` or `run` (pyruntime.oci.early_init),
+    or None."""
+    if "PYRUNTIME_EARLY_INIT" not in os.environ:
+        return None
+    from pyruntime.oci.early_init import EarlyInit
+
+    return EarlyInit.from_environment()
+
+
+def _main(argv: list[str], early_init) -> int:
     try:
         options, rest = parse_flags(argv, GLOBAL_FLAGS, "global options")
     except PyruntimeError as error:
@@ -118,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         parsed = parse_command(command, command_argv)
         log.debug(f"pyruntime {name} {' '.join(command_argv)} (root {options.root})")
+        parsed.early_init = early_init if name in ("create", "run") else None
         code = _dispatch(name, parsed, options, log)
         log.debug(f"{name} finished with exit code {code}")
         return code
@@ -158,7 +179,8 @@ def _dispatch(name: str, parsed, options, log) -> int:
 def _cmd_create(runtime, parsed, log) -> int:
     runtime.create(parsed.args[0], parsed.bundle, pid_file=parsed.pid_file,
                    console_socket=parsed.console_socket, preserve_fds=parsed.preserve_fds,
-                   no_pivot=parsed.no_pivot, no_new_keyring=parsed.no_new_keyring)
+                   no_pivot=parsed.no_pivot, no_new_keyring=parsed.no_new_keyring,
+                   early_init=parsed.early_init)
     return 0
 
 
@@ -171,7 +193,8 @@ def _cmd_run(runtime, parsed, log) -> int:
     status = runtime.run(parsed.args[0], parsed.bundle, detach=parsed.detach, keep=parsed.keep,
                          pid_file=parsed.pid_file, console_socket=parsed.console_socket,
                          preserve_fds=parsed.preserve_fds, no_pivot=parsed.no_pivot,
-                         no_new_keyring=parsed.no_new_keyring)
+                         no_new_keyring=parsed.no_new_keyring,
+                         early_init=parsed.early_init)
     return 0 if status is None else status.code
 
 

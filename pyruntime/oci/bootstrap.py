@@ -14,10 +14,12 @@ Without either (the common case), the runtime forks init itself, with one proces
 one exchange fewer: it sets its own namespace for children to the container's PID
 namespace just for that fork (`fork_in_container_pid_namespace`), before it makes the
 cgroup.
-Init (`run_direct_init`) imports what it needs and joins or makes the other namespaces
-while the runtime makes the cgroup and places it there, then waits for `placed` before
-it builds anything of the container: from then on, as when born in the cgroup,
-everything it does and makes is the container cgroup's (devices it creates included).
+Init (`run_direct_init`) imports what it needs, joins or makes the other namespaces and
+does the mounts that do not show the container's cgroup (RootfsBuilder.begin) while the
+runtime makes the cgroup and places it there, then waits for `placed`, and does the rest
+in the cgroup. The `pyruntime` command's launcher may have started this init already,
+as a fresh interpreter next to the runtime's own (pyruntime.oci.early_init); it then
+runs the same function.
 
 Everything init will need is imported before the first namespace is entered: in a new
 user namespace the host's Python library may be unreadable, and after pivot_root it is
@@ -96,11 +98,12 @@ def fork_in_container_pid_namespace(config: dict, fork) -> int:
 
 
 def run_direct_init(plan: dict, channel: Channel) -> None:
-    """Init forked by the runtime itself, already in its PID namespace: join or make the
-    others, wait until the runtime has placed us in the cgroup, then be init."""
+    """Init forked by the runtime itself (or started early), already in its PID
+    namespace: join or make the others, begin the rootfs, wait until the runtime has
+    placed us in the cgroup, then be init."""
     from pyruntime.linux import process_control
 
-    from pyruntime.oci.init import import_what_init_needs, run_init
+    from pyruntime.oci.init import begin_rootfs, import_what_init_needs, run_init
 
     process_control.set_dumpable(False)
     config = plan["config"]
@@ -112,8 +115,24 @@ def run_direct_init(plan: dict, channel: Channel) -> None:
     join_fds = _open_namespace_paths(wanted)
     _set_oom_score_adj(config)
     _enter_namespaces(wanted, join_fds, linux)
-    plan["cgroup_paths"] = channel.expect("placed")["cgroup_paths"]
-    run_init(plan, channel)  # never returns
+    rootfs = begin_rootfs(plan)
+    placed = channel.expect("placed")
+    plan["cgroup_paths"] = placed["cgroup_paths"]
+    if "plan" in placed:  # an early init (pyruntime.oci.early_init)
+        plan.update(placed["plan"])
+        plan["state_dir_fd"] = _open_state_dir(placed["state_dir"])
+    run_init(plan, channel, rootfs)  # never returns
+
+
+def _open_state_dir(state_dir: dict) -> int:
+    """The container's state directory, which the runtime opened too: the same one, or
+    an error (it was replaced in between)."""
+    fd = os.open(state_dir["path"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != (state_dir["dev"], state_dir["ino"]):
+        os.close(fd)
+        raise ContainerStartError(f"state directory {state_dir['path']} was replaced")
+    return fd
 
 
 def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],

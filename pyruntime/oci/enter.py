@@ -153,7 +153,7 @@ def _place(channel: Channel, cgroup, pid: int) -> None:
         os.kill(pid, 9)  # outside the cgroup: it must never run
         raise
     channel.send({"type": "placed"})
-    attach_warmup.end()
+    attach_warmup.end(wait=False)
 
 
 def _wait_for_exec(channel: Channel) -> None:

@@ -24,30 +24,44 @@ from pyruntime.oci.state import EXEC_FIFO
 _PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
-def run_init(plan: dict, channel: Channel) -> None:
-    """Never returns: execs the user's process or exits."""
+def run_init(plan: dict, channel: Channel, rootfs=None) -> None:
+    """Never returns: execs the user's process or exits. `rootfs`: the RootfsBuilder
+    `begin_rootfs` gave, when that part was done before init was placed."""
     try:
-        _setup_and_wait(plan, channel)
+        _setup_and_wait(plan, channel, rootfs)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the runtime
         channel.send_error(error)
         os._exit(1)
 
 
-def _setup_and_wait(plan: dict, channel: Channel) -> None:
+def begin_rootfs(plan: dict):
+    """What init can do in its namespaces before it is in the container's cgroup: a new
+    session, loopback up, and RootfsBuilder.begin; returns the builder."""
     config = plan["config"]
-    process = config["process"]
-    linux = config.get("linux", {})
-    namespaces = by_type(linux.get("namespaces", []))
+    namespaces = by_type(config.get("linux", {}).get("namespaces", []))
     os.setsid()
     if namespaces.get("network", 1) is None:
         sc.link_up("lo")
 
-    from pyruntime.oci.rootfs import (RootfsBuilder, apply_masked_paths, apply_readonly_paths,
+    from pyruntime.oci.rootfs import RootfsBuilder
+
+    builder = RootfsBuilder(config, plan["bundle"], "user" in namespaces)
+    builder.begin()
+    return builder
+
+
+def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
+    config = plan["config"]
+    process = config["process"]
+    linux = config.get("linux", {})
+    namespaces = by_type(linux.get("namespaces", []))
+
+    from pyruntime.oci.rootfs import (apply_masked_paths, apply_readonly_paths,
                                       make_root_readonly, switch_root)
 
-    builder = RootfsBuilder(config, plan["bundle"], "user" in namespaces,
-                            plan.get("cgroup_paths", {}))
-    builder.prepare()
+    if builder is None:
+        builder = begin_rootfs(plan)
+    builder.finish(plan.get("cgroup_paths", {}))
     _create_cwd(builder, process["cwd"])
 
     channel.send({"type": "hooks"})

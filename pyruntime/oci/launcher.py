@@ -124,15 +124,26 @@ class InitLauncher:
         self.bootstrap_pid = 0
         self.channel: Channel | None = None
         self.set_limits: Callable[[], None] | None = None
+        self.early_state_dir: str | None = None  # set for an adopted early init
+
+    def adopt(self, early_init, state_dir: str) -> None:
+        """Take over the init the command's launcher started (pyruntime.oci.early_init)
+        instead of forking one; `placed` then brings it the plan and `state_dir`, the
+        container's state directory, which it opens itself."""
+        self.init_pid = early_init.pid
+        self.channel = early_init.adopt()
+        self.early_state_dir = state_dir
 
     def fork_init(self) -> None:
         """Fork init now, straight into its PID namespace, where no stage 1 is needed
         (pyruntime.oci.bootstrap says when): it waits for `placed`, which brings it the
         cgroup's directories. Does nothing otherwise."""
+        if self.init_pid:
+            return
         from pyruntime.oci.bootstrap import (fork_in_container_pid_namespace,
                                              forks_init_directly, run_direct_init)
 
-        if self.init_pid or not forks_init_directly(self.plan["config"]) or has_threads():
+        if not forks_init_directly(self.plan["config"]) or has_threads():
             return
         parent, child = channel_pair()
         self.channel = parent
@@ -169,7 +180,7 @@ class InitLauncher:
                 # kernel's wait for the first cgroup.procs write was started early
                 # (attach_warmup).
                 self._place(self.bootstrap_pid)
-                attach_warmup.end()
+                attach_warmup.end(wait=False)
             if prepare_limits is not None:
                 self.set_limits = prepare_limits()
             self._converse(self.channel)
@@ -195,8 +206,17 @@ class InitLauncher:
         self._place(self.init_pid)
         # Init goes on at once; the record (which the cgroup, recorded already, backs
         # up: delete kills what is in it) is written while it works.
-        self.channel.send({"type": "placed", "cgroup_paths": self.plan["cgroup_paths"]})
-        attach_warmup.end()
+        message = {"type": "placed", "cgroup_paths": self.plan["cgroup_paths"]}
+        if self.early_state_dir is not None:
+            # An early init has only the config: the rest of its plan, and which state
+            # directory is the one we opened (fds do not go through the channel's pipes).
+            info = os.fstat(self.plan["state_dir_fd"])
+            message["state_dir"] = {"path": self.early_state_dir, "dev": info.st_dev,
+                                    "ino": info.st_ino}
+            message["plan"] = {key: value for key, value in self.plan.items()
+                               if key not in ("config", "state_dir_fd", "cgroup_paths")}
+        self.channel.send(message)
+        attach_warmup.end(wait=False)
         self._record_init(self.init_pid)
 
     def _record_init(self, pid: int) -> None:

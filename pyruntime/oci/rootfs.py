@@ -58,15 +58,15 @@ def fd_path(fd: int) -> str:
 class RootfsBuilder:
     """Sets up one container's mounts and devices below `rootfs` (a host path)."""
 
-    def __init__(self, config: dict, bundle: str, in_user_namespace: bool,
-                 cgroup_paths: dict[str, str]) -> None:
+    def __init__(self, config: dict, bundle: str, in_user_namespace: bool) -> None:
         self.config = config
         self.linux = config.get("linux", {})
         self.bundle = bundle
         self.rootfs = config["root"]["path"]
         self.in_user_namespace = in_user_namespace
-        self.cgroup_paths = cgroup_paths
+        self.cgroup_paths: dict[str, str] = {}
         self.root_fd = -1
+        self._mounted = 0  # how many of the spec's mounts are done
 
     # -- resolution inside the rootfs -------------------------------------------------
 
@@ -124,16 +124,31 @@ class RootfsBuilder:
 
     # -- the steps ----------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Everything before the root switch."""
+    def begin(self) -> None:
+        """The part of the work before the root switch that the container's cgroup does
+        not concern: `/`'s propagation, the rootfs bound onto itself, and the spec's
+        mounts up to its first cgroup mount (which shows the container's cgroup). Init
+        does it while the runtime makes that cgroup; `finish` does the rest."""
         propagation = root_propagation(self.linux.get("rootfsPropagation"))
         sc.mount(None, "/", None, propagation)
         _make_parent_mount_private(self.rootfs)
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         self.root_fd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        mounts = self.config.get("mounts", [])
+        while self._mounted < len(mounts) and \
+                mounts[self._mounted].get("type") not in ("cgroup", "cgroup2"):
+            self.mount_one(mounts[self._mounted], f"mounts[{self._mounted}]")
+            self._mounted += 1
+
+    def finish(self, cgroup_paths: dict[str, str]) -> None:
+        """Once init is in the container's cgroup (`cgroup_paths`): the remaining mounts
+        and /dev."""
+        self.cgroup_paths = cgroup_paths
         try:
-            for index, mount in enumerate(self.config.get("mounts", [])):
-                self.mount_one(mount, f"mounts[{index}]")
+            mounts = self.config.get("mounts", [])
+            for index in range(self._mounted, len(mounts)):
+                self.mount_one(mounts[index], f"mounts[{index}]")
+            self._mounted = len(mounts)
             if not self._dev_is_bind_mounted():
                 self.create_devices()
         finally:

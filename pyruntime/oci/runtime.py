@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # typing's own constant costs an import on every command'
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pyruntime.oci.early_init import EarlyInit
+
 DEFAULT_ROOT = "/run/pyruntime"
 
 
@@ -43,22 +45,35 @@ class Runtime:
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, console_fd: int | None = None,
                preserve_fds: int = 0, no_pivot: bool = False,
-               no_new_keyring: bool = False) -> int:
+               no_new_keyring: bool = False, early_init=None) -> int:
         """Create the container and leave its init waiting for `start`; returns init's pid.
 
         `console_socket` is a path (runc's flag); `console_fd` an already connected
-        socket, for callers that receive the pty master themselves."""
+        socket, for callers that receive the pty master themselves. `early_init`: an init
+        the `pyruntime` command's launcher started (pyruntime.oci.early_init), used when
+        it fits the config and killed otherwise."""
         attach_warmup.begin()
-        bundle, config = _load_bundle(bundle)
+        bundle, config = _load_bundle(bundle, early_init)
         return self._create_from_config(container_id, bundle, config, pid_file=pid_file,
                                         console_socket=console_socket, console_fd=console_fd,
                                         preserve_fds=preserve_fds, no_pivot=no_pivot,
-                                        no_new_keyring=no_new_keyring)
+                                        no_new_keyring=no_new_keyring, early_init=early_init)
 
     def _create_from_config(self, container_id: str, bundle: str, config: dict, *,
                             pid_file: str | None, console_socket: str | None,
                             console_fd: int | None, preserve_fds: int, no_pivot: bool,
-                            no_new_keyring: bool) -> int:
+                            no_new_keyring: bool, early_init: EarlyInit | None = None) -> int:
+        try:
+            return self._create_with_console(container_id, bundle, config, pid_file,
+                                             console_socket, console_fd, preserve_fds,
+                                             no_pivot, no_new_keyring, early_init)
+        finally:
+            if early_init is not None:
+                early_init.discard()  # unless adopted: then the launcher owns it
+
+    def _create_with_console(self, container_id, bundle, config, pid_file, console_socket,
+                             console_fd, preserve_fds, no_pivot, no_new_keyring,
+                             early_init) -> int:
         terminal = config["process"].get("terminal", False)
         if config["process"].get("apparmorProfile") or config["process"].get("selinuxLabel"):
             from pyruntime.oci.lsm import check_available
@@ -73,13 +88,13 @@ class Runtime:
                            "receive the pty (or run in the foreground)")
         try:
             return self._create(container_id, bundle, config, pid_file, console_fd,
-                                preserve_fds, no_pivot, no_new_keyring)
+                                preserve_fds, no_pivot, no_new_keyring, early_init)
         finally:
             if console_fd is not None and console_socket is not None:
                 os.close(console_fd)
 
     def _create(self, container_id, bundle, config, pid_file, console_fd, preserve_fds,
-                no_pivot, no_new_keyring) -> int:
+                no_pivot, no_new_keyring, early_init) -> int:
         from pyruntime.cgroups.placement import CgroupPlacement
         from pyruntime.oci.launcher import InitLauncher
 
@@ -113,7 +128,16 @@ class Runtime:
                 "preserve_fds": preserve_fds,
                 "hook_state": _hook_state(record),
             }, record)
-            if not self.systemd_cgroup:
+            if early_init is not None and not early_init.fits(config, console_fd, preserve_fds,
+                                                              self.systemd_cgroup):
+                self.debug(f"init {early_init.pid}, started by the command's launcher, "
+                           "does not fit this container: killed")
+                early_init.discard()
+                early_init = None
+            if early_init is not None:
+                self.debug(f"init {early_init.pid} was started by the command's launcher")
+                launcher.adopt(early_init, directory)
+            elif not self.systemd_cgroup:
                 # Where it can, init is forked now: it imports what it needs and makes
                 # its namespaces while we make its cgroup (on the other CPU), and waits
                 # to be placed in it. Otherwise `launch` starts it (or stage 1).
@@ -329,15 +353,15 @@ class Runtime:
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
             pid_file: str | None = None, console_socket: str | None = None,
             preserve_fds: int = 0, no_pivot: bool = False,
-            no_new_keyring: bool = False) -> ExitStatus | None:
+            no_new_keyring: bool = False, early_init=None) -> ExitStatus | None:
         """create + start; in the foreground, wait and delete, returning how it ended."""
         from pyruntime.oci.foreground import Foreground
 
         attach_warmup.begin()
-        bundle, config = _load_bundle(bundle)
+        bundle, config = _load_bundle(bundle, early_init)
         options = dict(pid_file=pid_file, console_socket=console_socket,
                        preserve_fds=preserve_fds, no_pivot=no_pivot,
-                       no_new_keyring=no_new_keyring)
+                       no_new_keyring=no_new_keyring, early_init=early_init)
         if detach:
             self._create_from_config(container_id, bundle, config, console_fd=None, **options)
             self._start_or_discard(container_id)
@@ -450,11 +474,18 @@ class Runtime:
                                  preserve_fds=preserve_fds)
 
 
-def _load_bundle(bundle: str) -> tuple[str, dict]:
+def _load_bundle(bundle: str, early_init: EarlyInit | None) -> tuple[str, dict]:
+    """The bundle's absolute path and its validated config: with an early init, the
+    config.json the launcher read for it (both validate the same bytes)."""
     from pyruntime.oci.spec import load_spec
 
     bundle = os.path.abspath(bundle)
-    config = load_spec(bundle)
+    try:
+        config = load_spec(bundle, None if early_init is None else early_init.config_bytes())
+    except BaseException:
+        if early_init is not None:
+            early_init.discard()
+        raise
     if config.get("process") is None:
         raise SpecError("process", "is required to create a container")
     return bundle, config
@@ -476,6 +507,13 @@ def _limit_setter(cgroup, resources: dict | None) -> Callable[[], None]:
     sets them (InitLauncher.launch says when it is called). Without `linux.resources`
     the container is still held to runc's default device list."""
     from pyruntime.cgroups import api as cgroups
+
+    # Here, not when setting them: init waits for that, and these are the biggest modules
+    # it needs (api imports the one for the cgroup's version only when first called).
+    if cgroups.cgroup_version(cgroup) == 2:
+        import pyruntime.cgroups.resources_v2  # noqa: F401
+    else:
+        import pyruntime.cgroups.resources_v1  # noqa: F401
 
     def set_limits() -> None:
         cgroups.enable_controllers(cgroup)

@@ -15,7 +15,7 @@ import os
 import stat
 
 from pyruntime import jsonlite
-from pyruntime.linux.capabilities import CAPABILITIES
+from pyruntime.linux.capability_names import CAPABILITIES
 from pyruntime.oci.errors import SpecError
 
 # `typing` costs milliseconds to import; the names are needed by type checkers only.
@@ -92,12 +92,14 @@ _TYPE_NAMES = {
 # Loading
 
 
-def load_spec(bundle: str) -> dict:
-    """Read, validate and normalize `<bundle>/config.json`."""
+def load_spec(bundle: str, data: bytes | None = None) -> dict:
+    """Read, validate and normalize `<bundle>/config.json`, or `data`: its text as read
+    already."""
     bundle = os.path.abspath(bundle)
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            data = f.read()
+        if data is None:
+            with open(os.path.join(bundle, "config.json"), "rb") as f:
+                data = f.read()
     except FileNotFoundError:
         raise SpecError("config.json", f"not found in bundle {bundle}") from None
     except OSError as e:
