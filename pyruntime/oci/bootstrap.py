@@ -116,8 +116,11 @@ def run_direct_init(plan: dict, channel: Channel) -> None:
     _set_oom_score_adj(config)
     _enter_namespaces(wanted, join_fds, linux)
     rootfs = begin_rootfs(plan)
+    channel.send({"type": "begun"})
     placed = channel.expect("placed")
     plan["cgroup_paths"] = placed["cgroup_paths"]
+    plan["host_pid"] = placed["pid"]
+    plan["ask_for_hooks"] = placed["ask_for_hooks"]
     if "plan" in placed:  # an early init (pyruntime.oci.early_init)
         plan.update(placed["plan"])
         plan["state_dir_fd"] = _open_state_dir(placed["state_dir"])

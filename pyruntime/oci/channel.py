@@ -1,4 +1,5 @@
-"""The message channel between the runtime and a container's bootstrap/init processes.
+"""The message channel between the runtime and a container's bootstrap/init processes,
+and how a child process on its far side runs (`run_child_body`).
 
 Two pipes carry one JSON object per line. Pipes rather than a socketpair because the
 `socket` module is slow to import and nothing here needs more than bytes in order.
@@ -63,6 +64,22 @@ class Channel:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def run_child_body(channel_parent: Channel | None, channel_child: Channel, body,
+                   plan: dict) -> None:
+    """In the child: run the body, report any exception over the channel, always exit
+    (never return into the caller's code)."""
+    code = 1
+    try:
+        if channel_parent is not None:
+            channel_parent.close()
+        body(plan, channel_child)
+        code = 0
+    except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
+        channel_child.send_error(error)
+    finally:
+        os._exit(code)
 
 
 def describe(error: BaseException) -> str:

@@ -121,7 +121,7 @@ def run_early_init(bundle: str) -> None:
     except BaseException:  # noqa: BLE001 - the runtime validates the same bytes, says why
         os._exit(1)
     from pyruntime.oci.bootstrap import run_direct_init
-    from pyruntime.oci.launcher import run_child_body
+    from pyruntime.oci.channel import run_child_body
 
     run_child_body(None, Channel(read_fd, write_fd), run_direct_init,
                    {"config": config, "bundle": bundle})

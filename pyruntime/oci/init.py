@@ -64,8 +64,11 @@ def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
     builder.finish(plan.get("cgroup_paths", {}))
     _create_cwd(builder, process["cwd"])
 
-    channel.send({"type": "hooks"})
-    host_pid = channel.expect("hooks-ok")["pid"]
+    if plan.get("ask_for_hooks", True):
+        channel.send({"type": "hooks"})
+        host_pid = channel.expect("hooks-ok")["pid"]
+    else:  # nothing for the runtime to run, the limits set already (the launcher says)
+        host_pid = plan["host_pid"]
     if namespaces.get("cgroup", 1) is None:
         # Only now: the runtime has placed us in our cgroup (see the launcher), and the
         # namespace's root is the cgroup we are in when it is created.

@@ -10,7 +10,7 @@ import os
 
 from pyruntime.cgroups import attach_warmup
 from pyruntime.linux.kernel_files import write_kernel_file
-from pyruntime.oci.channel import Channel, channel_pair
+from pyruntime.oci.channel import Channel, channel_pair, run_child_body
 from pyruntime.oci.errors import (ContainerStartError, HookError, OCIError,
                                   ProcessNotExecutable, ProcessNotFound)
 
@@ -63,22 +63,6 @@ def fork_child(channel_parent: Channel, channel_child: Channel, body, plan: dict
         run_child_body(channel_parent, channel_child, body, plan)
     channel_child.close()
     return pid
-
-
-def run_child_body(channel_parent: Channel | None, channel_child: Channel, body,
-                   plan: dict) -> None:
-    """In the child: run the body, report any exception over the channel, always exit
-    (never return into the caller's code)."""
-    code = 1
-    try:
-        if channel_parent is not None:
-            channel_parent.close()
-        body(plan, channel_child)
-        code = 0
-    except BaseException as error:  # noqa: BLE001 - report and exit, whatever it is
-        channel_child.send_error(error)
-    finally:
-        os._exit(code)
 
 
 def has_threads() -> bool:
@@ -196,17 +180,33 @@ class InitLauncher:
         self.kill_tree()
         self._close_channel()
 
+    def _limits_at_placement(self) -> bool:
+        """Whether an init we place (forked or adopted) goes on without asking for its
+        creation hooks, the limits set once it says it has `begun`: when there are no
+        prestart/createRuntime hooks to run, and init makes its devices in that first
+        part (rootfs.devices_made_before_cgroup). Otherwise they are set when it asks,
+        runc's order, its devices made by then. Never while init makes devices: a
+        devices cgroup v1 rewriting its rules refuses mknod for a moment."""
+        from pyruntime.oci.rootfs import devices_made_before_cgroup
+
+        config = self.plan["config"]
+        hooks = config.get("hooks", {})
+        return (not hooks.get("prestart") and not hooks.get("createRuntime")
+                and devices_made_before_cgroup(config))
+
     def _close_channel(self) -> None:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
 
     def _release_init(self) -> None:
-        """Init forked by us: into its cgroup, then on its way."""
+        """Init forked by us (or adopted): into its cgroup, then on its way. Its pid is
+        recorded once it has its creation hooks' answer (`_converse`), while it pivots
+        and drops privileges: until then the cgroup, recorded already, stands for it
+        (delete kills what is in it)."""
         self._place(self.init_pid)
-        # Init goes on at once; the record (which the cgroup, recorded already, backs
-        # up: delete kills what is in it) is written while it works.
-        message = {"type": "placed", "cgroup_paths": self.plan["cgroup_paths"]}
+        message = {"type": "placed", "cgroup_paths": self.plan["cgroup_paths"],
+                   "pid": self.init_pid, "ask_for_hooks": not self._limits_at_placement()}
         if self.early_state_dir is not None:
             # An early init has only the config: the rest of its plan, and which state
             # directory is the one we opened (fds do not go through the channel's pipes).
@@ -215,11 +215,12 @@ class InitLauncher:
                                     "ino": info.st_ino}
             message["plan"] = {key: value for key, value in self.plan.items()
                                if key not in ("config", "state_dir_fd", "cgroup_paths")}
-        self.channel.send(message)
+        self._send(self.channel, message)
         attach_warmup.end(wait=False)
-        self._record_init(self.init_pid)
 
     def _record_init(self, pid: int) -> None:
+        if self.record.data.get("pid") == pid:
+            return  # recorded already
         from pyruntime.oci.state import process_start_time
 
         self.init_pid = pid
@@ -234,6 +235,21 @@ class InitLauncher:
             fds.append(self.plan["console_fd"])
         return tuple(fds)
 
+    def _send(self, channel: Channel, message: dict) -> None:
+        """Send, or raise what init said before it went (or that it went)."""
+        try:
+            channel.send(message)
+        except BrokenPipeError:
+            last = channel.receive()
+            if last is not None and last.get("type") == "error":
+                self._raise_init_error(last)
+            raise ContainerStartError("container init exited before it was ready") from None
+
+    @staticmethod
+    def _raise_init_error(message: dict) -> None:
+        error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
+        raise error_class(message.get("message", "container init failed"))
+
     def _converse(self, channel: Channel) -> None:
         while True:
             message = channel.receive()
@@ -243,19 +259,31 @@ class InitLauncher:
             if kind == "bootstrap":
                 if message["new_user"]:
                     self._write_mappings(message["pid"])
-                channel.send({"type": "bootstrap-ok"})
+                self._send(channel, {"type": "bootstrap-ok"})
             elif kind == "init":
                 self._record_init(message["pid"])
+            elif kind == "begun":
+                # Init made what it could before it was placed (RootfsBuilder.begin),
+                # its devices among them. When it will not ask for its hooks, the limits
+                # are set now, while it does the rest: it execs nothing before `start`.
+                if self._limits_at_placement():
+                    if self.set_limits is not None:
+                        self.set_limits()
+                    self._record_init(self.init_pid)
             elif kind == "hooks":
                 if self.set_limits is not None:
                     self.set_limits()
+                hooks = self.plan["config"].get("hooks", {})
+                if hooks.get("prestart") or hooks.get("createRuntime"):
+                    self._record_init(self.init_pid)  # a hook may ask for the state
                 self._run_creation_hooks()
-                channel.send({"type": "hooks-ok", "pid": self.init_pid})
+                self._send(channel, {"type": "hooks-ok", "pid": self.init_pid})
+                self._record_init(self.init_pid)
             elif kind == "ready":
+                self._record_init(self.init_pid)
                 return
             elif kind == "error":
-                error_class = ERROR_KINDS.get(message.get("kind"), ContainerStartError)
-                raise error_class(message.get("message", "container init failed"))
+                self._raise_init_error(message)
             else:
                 raise ContainerStartError(f"unexpected message from init: {message!r}")
 

@@ -55,6 +55,21 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def devices_made_before_cgroup(config: dict) -> bool:
+    """Whether RootfsBuilder.begin makes /dev's devices, before init is in the
+    container's cgroup: when no mount from the first cgroup mount on is at or below /dev.
+    Then the cgroup's device rules can be set as soon as init is in it (a devices cgroup
+    v1 rewriting its rules refuses mknod for a moment)."""
+    mounts = config.get("mounts", [])
+    first = next((index for index, mount in enumerate(mounts)
+                  if mount.get("type") in ("cgroup", "cgroup2")), len(mounts))
+    for mount in mounts[first:]:
+        destination = os.path.normpath("/" + mount["destination"].lstrip("/"))
+        if destination in ("/", "/dev") or destination.startswith("/dev/"):
+            return False
+    return True
+
+
 class RootfsBuilder:
     """Sets up one container's mounts and devices below `rootfs` (a host path)."""
 
@@ -67,6 +82,7 @@ class RootfsBuilder:
         self.cgroup_paths: dict[str, str] = {}
         self.root_fd = -1
         self._mounted = 0  # how many of the spec's mounts are done
+        self._devices_made = False
 
     # -- resolution inside the rootfs -------------------------------------------------
 
@@ -127,8 +143,9 @@ class RootfsBuilder:
     def begin(self) -> None:
         """The part of the work before the root switch that the container's cgroup does
         not concern: `/`'s propagation, the rootfs bound onto itself, and the spec's
-        mounts up to its first cgroup mount (which shows the container's cgroup). Init
-        does it while the runtime makes that cgroup; `finish` does the rest."""
+        mounts up to its first cgroup mount (which shows the container's cgroup), and
+        /dev's devices when `devices_made_before_cgroup`. Init does it while the runtime
+        makes that cgroup; `finish` does the rest."""
         propagation = root_propagation(self.linux.get("rootfsPropagation"))
         sc.mount(None, "/", None, propagation)
         _make_parent_mount_private(self.rootfs)
@@ -139,18 +156,19 @@ class RootfsBuilder:
                 mounts[self._mounted].get("type") not in ("cgroup", "cgroup2"):
             self.mount_one(mounts[self._mounted], f"mounts[{self._mounted}]")
             self._mounted += 1
+        if devices_made_before_cgroup(self.config):
+            self._make_devices()
 
     def finish(self, cgroup_paths: dict[str, str]) -> None:
         """Once init is in the container's cgroup (`cgroup_paths`): the remaining mounts
-        and /dev."""
+        and /dev's devices, unless made already."""
         self.cgroup_paths = cgroup_paths
         try:
             mounts = self.config.get("mounts", [])
             for index in range(self._mounted, len(mounts)):
                 self.mount_one(mounts[index], f"mounts[{index}]")
             self._mounted = len(mounts)
-            if not self._dev_is_bind_mounted():
-                self.create_devices()
+            self._make_devices()
         finally:
             os.close(self.root_fd)
             self.root_fd = -1
@@ -309,6 +327,11 @@ class RootfsBuilder:
             sc.mount_setattr(target, options.recursive_set, options.recursive_clear)
 
     # -- /dev -------------------------------------------------------------------------
+
+    def _make_devices(self) -> None:
+        if not self._devices_made and not self._dev_is_bind_mounted():
+            self.create_devices()
+        self._devices_made = True
 
     def _dev_is_bind_mounted(self) -> bool:
         for mount in self.config.get("mounts", []):

@@ -112,9 +112,14 @@ class Runtime:
         cgroup = None
         launcher = None
         state_dir_fd = -1
+        cgroups_path = config.get("linux", {}).get("cgroupsPath")
         try:
+            if not self.systemd_cgroup:
+                # In the record's first write: recorded before it is made.
+                cgroup = _plan_cgroup(record, CgroupPlacement.for_container(cgroups_path,
+                                                                           container_id))
             record.save()
-            # Opened here, not by init: in a user namespace init may not be allowed to
+
             # walk into the runtime's root (0700), as with runc's fifo fd.
             state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             launcher = InitLauncher({
@@ -152,24 +157,21 @@ class Runtime:
             # Writable by init whatever uid it runs as (a user namespace's root is some
             # unprivileged host uid); mkfifo's mode went through our umask.
             os.chmod(record.fifo_path, 0o622)
-            cgroups_path = config.get("linux", {}).get("cgroupsPath")
             prepare_limits = None  # a systemd unit is given its limits when started
+            unit = None
             if self.systemd_cgroup:
                 from pyruntime.cgroups import systemd_path
 
                 if systemd_path.systemd_running():
-                    cgroup = _systemd_unit(record, cgroups_path, config)
+                    cgroup = unit = _systemd_unit(record, cgroups_path, config)
                 else:
                     mapped = systemd_path.to_cgroupfs_path(cgroups_path, container_id)
                     self.debug(f"systemd is not running: cgroupsPath {cgroups_path!r} is "
                                f"the cgroupfs path {mapped}")
-                    cgroups_path = mapped
-            if cgroup is None:
-                cgroup = CgroupPlacement.for_container(cgroups_path, container_id)
-                cgroup.created = cgroup.missing_parents()
-                record.data["cgroup_paths"] = cgroup.paths
-                record.data["cgroup_created"] = cgroup.created
-                record.save()  # recorded before created, so delete can always find it
+                    cgroup = _plan_cgroup(record, CgroupPlacement.for_container(
+                        mapped, container_id))
+                    record.save()  # recorded before created, so delete can always find it
+            if unit is None:
                 cgroup.create()
                 resources = config.get("linux", {}).get("resources")
 
@@ -489,6 +491,14 @@ def _load_bundle(bundle: str, early_init: EarlyInit | None) -> tuple[str, dict]:
     if config.get("process") is None:
         raise SpecError("process", "is required to create a container")
     return bundle, config
+
+
+def _plan_cgroup(record: ContainerRecord, cgroup):
+    """Put the container's cgroup, to be made, into the record (not yet written)."""
+    cgroup.created = cgroup.missing_parents()
+    record.data["cgroup_paths"] = cgroup.paths
+    record.data["cgroup_created"] = cgroup.created
+    return cgroup
 
 
 def _hook_state(record: ContainerRecord, status: str = "creating") -> dict:

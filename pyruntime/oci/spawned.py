@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from pyruntime.oci.channel import Channel
-from pyruntime.oci.launcher import CHILD_ENTRIES, run_child_body
+from pyruntime.oci.channel import run_child_body
+from pyruntime.oci.launcher import CHILD_ENTRIES
 
 
 def main(argv: list[str]) -> None:

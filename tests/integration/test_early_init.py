@@ -26,7 +26,8 @@ UNFIT = "does not fit this container"
 # What a container is made of, as far as init makes it: ids, capabilities, limits, cwd,
 # env, namespaces, cgroups, mounts, hostname, fds, and the protected paths.
 _PROBE = ("id; pwd; umask; ulimit -n; env | sort; hostname; "
-          "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp)' /proc/self/status; "
+          "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp|Cpus_allowed_list)' "
+          "/proc/self/status; "
           "cat /proc/self/cgroup; ls -l /proc/self/ns | sed 's/.* -> //'; ls /proc/self/fd; "
           "cut -d' ' -f2-4 /proc/self/mounts; ls -l /dev /proc/kcore; "
           "echo x 2>&1 > /proc/sys/kernel/domainname; echo pid $$")
@@ -185,6 +186,22 @@ def test_a_bad_config_fails_alike_and_leaves_no_init(runtime, bundle, problem):
     assert reports[0] == reports[1]
     assert reports[0][0] == 255
     assert "process" in reports[0][1]
+
+
+@pytest.mark.parametrize("python_only", [False, True])
+def test_init_failing_before_it_is_placed_is_reported_in_its_words(runtime, bundle,
+                                                                   python_only):
+    """Init (early or forked) that cannot open a namespace goes before the runtime has
+    placed it, maybe before the runtime writes `placed` to it: either way the error is
+    init's own, not a broken pipe."""
+    b = bundle(["true"], namespace_paths={"network": "/nonexistent/ns/net"})
+    for _ in range(8):
+        cid = runtime.new_id()
+        proc = debug_run(runtime, "create", "--bundle", b, cid, python_only=python_only)
+        assert proc.returncode == 255, proc.stderr
+        assert "linux.namespaces: cannot open /nonexistent/ns/net" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert runtime.status(cid) is None
 
 
 def test_a_refused_id_kills_the_unused_init_quietly(runtime, bundle):
