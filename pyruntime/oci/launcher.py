@@ -187,7 +187,7 @@ class InitLauncher:
         part (rootfs.devices_made_before_cgroup). Otherwise they are set when it asks,
         runc's order, its devices made by then. Never while init makes devices: a
         devices cgroup v1 rewriting its rules refuses mknod for a moment."""
-        from pyruntime.oci.rootfs import devices_made_before_cgroup
+        from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
         config = self.plan["config"]
         hooks = config.get("hooks", {})

@@ -18,6 +18,7 @@ from pyruntime.linux import syscalls as sc
 from pyruntime.linux.errors import LinuxError
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.mount_options import MountOptions, parse_mount_options, root_propagation
+from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
 _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _O_PATH = os.O_PATH | os.O_CLOEXEC
@@ -53,21 +54,6 @@ _DEV_SYMLINKS = (
 
 def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
-
-
-def devices_made_before_cgroup(config: dict) -> bool:
-    """Whether RootfsBuilder.begin makes /dev's devices, before init is in the
-    container's cgroup: when no mount from the first cgroup mount on is at or below /dev.
-    Then the cgroup's device rules can be set as soon as init is in it (a devices cgroup
-    v1 rewriting its rules refuses mknod for a moment)."""
-    mounts = config.get("mounts", [])
-    first = next((index for index, mount in enumerate(mounts)
-                  if mount.get("type") in ("cgroup", "cgroup2")), len(mounts))
-    for mount in mounts[first:]:
-        destination = os.path.normpath("/" + mount["destination"].lstrip("/"))
-        if destination in ("/", "/dev") or destination.startswith("/dev/"):
-            return False
-    return True
 
 
 class RootfsBuilder:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyruntime.oci.rootfs import devices_made_before_cgroup
+from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
 
 def mount(destination: str, kind: str = "tmpfs") -> dict:
