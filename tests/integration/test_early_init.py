@@ -120,6 +120,19 @@ def test_create_and_detached_run_adopt_it_too(runtime, bundle, work_dir, command
     runtime.delete(cid, force=True)
 
 
+def test_the_early_init_is_not_handed_the_warm_up_child(runtime, bundle):
+    """The launcher forks its warm-up child first and tells the runtime its pid, which
+    stops it; init, started next, is not to have it (its environment as exec'd)."""
+    cid = runtime.new_id()
+    proc = debug_run(runtime, "create", "--bundle", bundle(["true"]), cid)
+    assert proc.returncode == 0 and ADOPTED in proc.stderr, proc.stderr
+    with open(f"/proc/{runtime.state(cid)['pid']}/environ", "rb") as f:
+        names = {entry.partition(b"=")[0] for entry in f.read().split(b"\0")}
+    assert b"PYRUNTIME_EARLY_INIT" in names  # init's, as exec'd: the file shows that
+    assert b"PYRUNTIME_WARMUP_PID" not in names
+    runtime.delete(cid, force=True)
+
+
 def _pid_namespace_path(runtime, bundle) -> dict:
     pid = runtime.run_detached(bundle(["sleep", "3600"]), runtime.new_id("pidns"))
     return {"namespace_paths": {"pid": f"/proc/{pid}/ns/pid"}}
