@@ -240,9 +240,9 @@ class InitLauncher:
         try:
             channel.send(message)
         except BrokenPipeError:
-            last = channel.receive()
-            if last is not None and last.get("type") == "error":
-                self._raise_init_error(last)
+            while (said := channel.receive()) is not None:  # `begun` may come first
+                if said.get("type") == "error":
+                    self._raise_init_error(said)
             raise ContainerStartError("container init exited before it was ready") from None
 
     @staticmethod

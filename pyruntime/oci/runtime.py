@@ -119,7 +119,7 @@ class Runtime:
                 cgroup = _plan_cgroup(record, CgroupPlacement.for_container(cgroups_path,
                                                                            container_id))
             record.save()
-
+            # Opened here, not by init: in a user namespace init may not be allowed to
             # walk into the runtime's root (0700), as with runc's fifo fd.
             state_dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             launcher = InitLauncher({
