@@ -182,16 +182,21 @@ class InitLauncher:
 
     def _limits_at_placement(self) -> bool:
         """Whether an init we place (forked or adopted) goes on without asking for its
-        creation hooks, the limits set once it says it has `begun`: when there are no
-        prestart/createRuntime hooks to run, and init makes its devices in that first
-        part (rootfs.devices_made_before_cgroup). Otherwise they are set when it asks,
-        runc's order, its devices made by then. Never while init makes devices: a
-        devices cgroup v1 rewriting its rules refuses mknod for a moment."""
+        creation hooks, the limits set once it says it has `begun`, while it does the
+        rest: when there are no prestart/createRuntime hooks to run, init makes its
+        devices in that first part (rootfs_order.devices_made_before_cgroup), and
+        nothing in the rest opens a device: no terminal (/dev/ptmx) and no
+        createContainer hook (it runs in the container's cgroup). A devices cgroup v1
+        rewriting its rules refuses every device for a moment: a pty's open and a mknod
+        were both seen to fail in that window. Otherwise the limits are set when init
+        asks for its hooks, runc's order, and it waits for them."""
         from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
         config = self.plan["config"]
         hooks = config.get("hooks", {})
         return (not hooks.get("prestart") and not hooks.get("createRuntime")
+                and not hooks.get("createContainer")
+                and not config["process"].get("terminal")
                 and devices_made_before_cgroup(config))
 
     def _close_channel(self) -> None:

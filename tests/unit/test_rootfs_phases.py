@@ -30,3 +30,26 @@ def mount(destination: str, kind: str = "tmpfs") -> dict:
 ])
 def test_devices_made_before_cgroup(mounts, expected):
     assert devices_made_before_cgroup({"mounts": mounts}) is expected
+
+
+def _limits_at_placement(**config_changes) -> bool:
+    from pyruntime.oci.launcher import InitLauncher
+
+    config = {"process": {"terminal": False}, "mounts": [mount("/dev")]}
+    config.update(config_changes)
+    return InitLauncher({"config": config}, None)._limits_at_placement()
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, True),
+    # Init opens /dev/ptmx after it is placed: not while the device rules are rewritten.
+    ({"process": {"terminal": True}}, False),
+    # Hooks that run in the container's cgroup, or that the runtime runs on init's word.
+    ({"hooks": {"createContainer": [{"path": "/bin/true"}]}}, False),
+    ({"hooks": {"createRuntime": [{"path": "/bin/true"}]}}, False),
+    ({"hooks": {"prestart": [{"path": "/bin/true"}]}}, False),
+    ({"hooks": {"startContainer": [{"path": "/bin/true"}]}}, True),
+    ({"mounts": [mount("/sys/fs/cgroup", "cgroup"), mount("/dev/shm")]}, False),
+])
+def test_when_the_limits_are_set_without_init_asking(changes, expected):
+    assert _limits_at_placement(**changes) is expected
