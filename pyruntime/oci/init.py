@@ -67,7 +67,7 @@ def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
     if plan.get("ask_for_hooks", True):
         channel.send({"type": "hooks"})
         host_pid = channel.expect("hooks-ok")["pid"]
-    else:  # nothing for the runtime to run, the limits set already (the launcher says)
+    else:  # no hooks for the runtime to run; it sets the limits on our `begun`
         host_pid = plan["host_pid"]
     if namespaces.get("cgroup", 1) is None:
         # Only now: the runtime has placed us in our cgroup (see the launcher), and the
