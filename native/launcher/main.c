@@ -80,8 +80,8 @@ static const char *const VALUE_FLAGS[] = {
 struct global_options {
     const char *root;
     struct runtime_log log;
-    int python_only;  /* a flag, or a form of one, that only the Python CLI handles */
-    int unusual;      /* the same but --debug (whose lines only Python writes) */
+    int unusual;      /* a flag, or a form of one, that only the Python CLI handles */
+    int debug;        /* --debug: its lines only Python writes */
     int systemd_cgroup;
     int command;      /* argv index of the command name; argc when there is none */
 };
@@ -98,14 +98,12 @@ static int takes_value(const char *name, size_t length)
 static struct global_options parse_global_options(int argc, char **argv)
 {
     struct global_options options = {
-        .root = DEFAULT_ROOT, .log = {.path = NULL, .json = 0}, .python_only = 0,
-        .command = argc,
+        .root = DEFAULT_ROOT, .log = {.path = NULL, .json = 0}, .command = argc,
     };
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || strcmp(arg, "-") == 0 || strcmp(arg, "--") == 0) {
             options.command = arg[0] == '-' ? argc : i;
-            options.python_only |= arg[0] == '-';
             options.unusual |= arg[0] == '-';
             break;
         }
@@ -114,15 +112,16 @@ static struct global_options parse_global_options(int argc, char **argv)
         if (!takes_value(name, length)) {
             int plain = name[length] != '=';
             int systemd_cgroup = plain && is_flag(name, length, "systemd-cgroup");
-            options.python_only |= !systemd_cgroup;
-            options.unusual |= !systemd_cgroup && !(plain && is_flag(name, length, "debug"));
+            int debug = plain && is_flag(name, length, "debug");
+            options.unusual |= !systemd_cgroup && !debug;
+            options.debug |= debug;
             options.systemd_cgroup |= systemd_cgroup;
             continue;
         }
         const char *value = name[length] == '=' ? name + length + 1 : NULL;
         if (!value) {
             if (i + 1 >= argc) {
-                options.python_only = options.unusual = 1;
+                options.unusual = 1;
                 break;
             }
             value = argv[++i];
@@ -135,7 +134,7 @@ static struct global_options parse_global_options(int argc, char **argv)
             options.log.json = strcmp(value, "json") == 0;
         if (value[0] == '\0' || (is_flag(name, length, "log-format") &&
                                  strcmp(value, "json") != 0 && strcmp(value, "text") != 0))
-            options.python_only = options.unusual = 1;  /* for the Python CLI to refuse */
+            options.unusual = 1;  /* for the Python CLI to refuse */
     }
     return options;
 }
@@ -175,12 +174,18 @@ static int kill_arguments(int argc, char **argv, int first, const char **id,
     return 1;
 }
 
+/* PYRUNTIME_PYTHON_ONLY=1: every command to Python, with nothing done here first. */
+static int python_only_asked(void)
+{
+    const char *value = getenv("PYRUNTIME_PYTHON_ONLY");
+    return value && strcmp(value, "1") == 0;
+}
+
 /* The exit code of a command done here, or PYTHON_NEEDED. */
 static int native_command(int argc, char **argv, const struct global_options *options)
 {
-    const char *python_only = getenv("PYRUNTIME_PYTHON_ONLY");
-    if (options->python_only || options->command >= argc ||
-        (python_only && strcmp(python_only, "1") == 0))
+    if (options->unusual || options->debug || options->command >= argc ||
+        python_only_asked())
         return PYTHON_NEEDED;
     const char *command = argv[options->command];
     const char *id;
@@ -217,9 +222,8 @@ int main(int argc, char **argv)
             snprintf(value, sizeof value, "%d", (int)helper);
             setenv("PYRUNTIME_WARMUP_PID", value, 1);
         }
-        const char *python_only = getenv("PYRUNTIME_PYTHON_ONLY");
         if (strcmp(command, "exec") != 0 && !options.unusual && !options.systemd_cgroup &&
-            !(python_only && strcmp(python_only, "1") == 0))
+            !python_only_asked())
             start_early_init(argc, argv, options.command + 1, strcmp(command, "run") == 0);
     }
     char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);

@@ -109,6 +109,7 @@ class InitLauncher:
         self.channel: Channel | None = None
         self.set_limits: Callable[[], None] | None = None
         self.early_state_dir: str | None = None  # set for an adopted early init
+        self.limits_on_begun = False  # decided when init is placed (_limits_at_placement)
 
     def adopt(self, early_init, state_dir: str) -> None:
         """Take over the init the command's launcher started (pyruntime.oci.early_init)
@@ -193,11 +194,15 @@ class InitLauncher:
         from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
         config = self.plan["config"]
-        hooks = config.get("hooks", {})
-        return (not hooks.get("prestart") and not hooks.get("createRuntime")
-                and not hooks.get("createContainer")
+        return (not self._has_creation_hooks()
+                and not config.get("hooks", {}).get("createContainer")
                 and not config["process"].get("terminal")
                 and devices_made_before_cgroup(config))
+
+    def _has_creation_hooks(self) -> bool:
+        """prestart or createRuntime hooks, which the runtime runs when init asks."""
+        hooks = self.plan["config"].get("hooks", {})
+        return bool(hooks.get("prestart") or hooks.get("createRuntime"))
 
     def _close_channel(self) -> None:
         if self.channel is not None:
@@ -210,8 +215,9 @@ class InitLauncher:
         and drops privileges: until then the cgroup, recorded already, stands for it
         (delete kills what is in it)."""
         self._place(self.init_pid)
+        self.limits_on_begun = self._limits_at_placement()
         message = {"type": "placed", "cgroup_paths": self.plan["cgroup_paths"],
-                   "pid": self.init_pid, "ask_for_hooks": not self._limits_at_placement()}
+                   "pid": self.init_pid, "ask_for_hooks": not self.limits_on_begun}
         if self.early_state_dir is not None:
             # An early init has only the config: the rest of its plan, and which state
             # directory is the one we opened (fds do not go through the channel's pipes).
@@ -271,15 +277,14 @@ class InitLauncher:
                 # Init made what it could before it was placed (RootfsBuilder.begin),
                 # its devices among them. When it will not ask for its hooks, the limits
                 # are set now, while it does the rest: it execs nothing before `start`.
-                if self._limits_at_placement():
+                if self.limits_on_begun:
                     if self.set_limits is not None:
                         self.set_limits()
                     self._record_init(self.init_pid)
             elif kind == "hooks":
                 if self.set_limits is not None:
                     self.set_limits()
-                hooks = self.plan["config"].get("hooks", {})
-                if hooks.get("prestart") or hooks.get("createRuntime"):
+                if self._has_creation_hooks():
                     self._record_init(self.init_pid)  # a hook may ask for the state
                 self._run_creation_hooks()
                 self._send(channel, {"type": "hooks-ok", "pid": self.init_pid})

@@ -18,7 +18,7 @@ from pyruntime.linux import syscalls as sc
 from pyruntime.linux.errors import LinuxError
 from pyruntime.oci.errors import ContainerStartError
 from pyruntime.oci.mount_options import MountOptions, parse_mount_options, root_propagation
-from pyruntime.oci.rootfs_order import devices_made_before_cgroup
+from pyruntime.oci.rootfs_order import devices_made_before_cgroup, first_cgroup_mount
 
 _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _O_PATH = os.O_PATH | os.O_CLOEXEC
@@ -138,10 +138,9 @@ class RootfsBuilder:
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         self.root_fd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mounts = self.config.get("mounts", [])
-        while self._mounted < len(mounts) and \
-                mounts[self._mounted].get("type") not in ("cgroup", "cgroup2"):
-            self.mount_one(mounts[self._mounted], f"mounts[{self._mounted}]")
-            self._mounted += 1
+        for index in range(first_cgroup_mount(mounts)):
+            self.mount_one(mounts[index], f"mounts[{index}]")
+            self._mounted = index + 1
         if devices_made_before_cgroup(self.config):
             self._make_devices()
 
