@@ -144,13 +144,15 @@ class InitLauncher:
         init has made its device nodes, which a devices cgroup v1 rewriting its rules
         (deny all, then allow) would refuse for a moment; and no process of the user's
         has run."""
-        from pyruntime.linux import process_control
-
         self.cgroup = cgroup
         self.plan["cgroup_paths"] = cgroup.paths if cgroup is not None else {}
         # Init is reparented to us when stage 1 exits, so we can reap it on failure and
-        # wait for it in `run`.
-        process_control.set_child_subreaper(True)
+        # wait for it in `run`. The launcher that started an early init made this process
+        # a subreaper already (the attribute survives execve), sparing `run` the import.
+        if self.early_state_dir is None:
+            from pyruntime.linux import process_control
+
+            process_control.set_child_subreaper(True)
         try:
             self.fork_init()
             if self.init_pid:

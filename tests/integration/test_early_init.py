@@ -16,7 +16,7 @@ import time
 import pytest
 
 from . import ROOT_ONLY, pyruntime_only, wait_for
-from .bundle import bind_mount, tmpfs_mount
+from .bundle import bind_mount, hook, tmpfs_mount
 
 pytestmark = [*ROOT_ONLY, pyruntime_only]
 
@@ -97,6 +97,32 @@ def test_early_and_forked_init_make_the_same_container(runtime, bundle):
     assert {"/tmp/work", "0027", "77", "FROM_CONFIG=1", "early", "pid 1"} <= set(lines)
     assert any(line.startswith("/tmp/host-etc ") and " ro," in line for line in lines)
     assert {"pid:new", "net:new", "mnt:new", "user:host"} <= set(lines)
+
+
+def test_the_runtime_of_a_run_is_a_subreaper_without_loading_init_s_modules(
+        runtime, bundle, work_dir):
+    """The launcher makes the runtime of a `run` a child subreaper when it starts the
+    early init (runc's `run` is one too), so the runtime need not import python-prctl's
+    module for it; nor does it load the cffi module. A poststart hook, the runtime's
+    child, reads the runtime's maps, and orphans a process of its own, which must be
+    reparented to the runtime."""
+    script = (f"echo $PPID > {work_dir}/runtime; cat /proc/$PPID/maps > {work_dir}/maps; "
+              f"sh -c 'sleep 0.3; grep PPid /proc/$$/status > {work_dir}/orphan.tmp; "
+              f"mv {work_dir}/orphan.tmp {work_dir}/orphan' </dev/null >/dev/null 2>&1 &")
+    b = bundle(["sleep", "1"], hooks={"poststart": [hook(script)]})
+    proc = debug_run(runtime, "run", "--bundle", b, runtime.new_id())
+    assert proc.returncode == 0, proc.stderr
+    assert ADOPTED in proc.stderr
+    with open(os.path.join(work_dir, "runtime")) as f:
+        runtime_pid = int(f.read())
+    with open(os.path.join(work_dir, "maps")) as f:
+        maps = f.read()
+    assert "python3" in maps  # the runtime's own, read before it exited
+    assert "_prctl" not in maps and "_cffi_backend" not in maps
+    wait_for(lambda: os.path.exists(os.path.join(work_dir, "orphan")),
+             message="the orphaned process to say who its parent is")
+    with open(os.path.join(work_dir, "orphan")) as f:
+        assert f.read().split() == ["PPid:", str(runtime_pid)]
 
 
 @pytest.mark.parametrize("command", ["create", "run-detached"])
