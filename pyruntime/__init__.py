@@ -4,8 +4,6 @@ Layer 1 (`pyruntime.oci`) runs OCI bundles; the pod layer builds on its Python A
 Importing this package is cheap on purpose: the `run` path must start fast, so the
 public names below are resolved lazily.
 """
-from __future__ import annotations
-
 __version__ = "0.1.0"
 OCI_VERSION = "1.2.0"
 
