@@ -104,30 +104,39 @@ def install(path: str | None = None) -> PackFinder | None:
     """Put the pack's finder first on sys.meta_path; None (and nothing changed) when
     there is no usable pack. The pack stays open, close-on-exec, for the process's
     life: modules are read from it as they are first imported."""
-    path = path or pack_path()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path or pack_path(), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    found = _read_index(fd)
+    if found is None:
+        os.close(fd)
+        return None
+    index, base = found
+    finder = PackFinder(fd, index, base)
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def _read_index(fd: int) -> tuple[dict, int] | None:
+    """The index of the pack open at `fd` and where its code starts, or None when it is
+    not a whole pack made by this interpreter."""
     try:
         header = os.pread(fd, 16, 0)
         if (len(header) != 16 or header[:8] != MAGIC
                 or header[8:12] != _bytecode_magic()):
-            raise ValueError("not a pack for this interpreter")
+            return None  # not a pack, or one for another interpreter's bytecode
         length = int.from_bytes(header[12:16], "little")
         index = marshal.loads(os.pread(fd, length, 16))
         if not isinstance(index, dict):
-            raise ValueError("no index")
+            return None
         # A pack cut short (a full disk, a copy interrupted) is refused whole here,
         # rather than failing an import later.
         if os.fstat(fd).st_size != 16 + length + sum(entry[1] for entry in index.values()):
-            raise ValueError("truncated")
+            return None
     except (OSError, ValueError, EOFError, TypeError, IndexError):
-        os.close(fd)
         return None
-    finder = PackFinder(fd, index, 16 + length)
-    sys.meta_path.insert(0, finder)
-    return finder
+    return index, 16 + length
 
 
 def _package_modules(package_dir: str) -> dict[str, str]:
@@ -166,10 +175,12 @@ def _outside_modules(names) -> dict[str, str]:
 def build(package_dir: str = _PACKAGE, destination: str | None = None,
           outside_modules=OUTSIDE_MODULES) -> str:
     """Compile the package at `package_dir` (and `outside_modules`) into a pack at
-    `destination` (default: pack_path(package_dir)), written atomically; returns its
-    path."""
+    `destination` (default: pack_path(package_dir)), written atomically unless the pack
+    there is up to date; returns its path."""
     destination = destination or pack_path(package_dir)
     sources = {**_outside_modules(outside_modules), **_package_modules(package_dir)}
+    if _up_to_date(destination, sources):
+        return destination
     index, blobs, offset = {}, [], 0
     for name, source in sources.items():
         if not source.endswith(".py"):
@@ -206,6 +217,30 @@ def build(package_dir: str = _PACKAGE, destination: str | None = None,
             pass
         raise ModulePackError(f"writing {destination}: {error}") from error
     return destination
+
+
+def _up_to_date(destination: str, sources: dict[str, str]) -> bool:
+    """Whether the pack at `destination` holds exactly `sources`, as they are now (the
+    setup script rebuilds only then, like the byte-compiling before it)."""
+    try:
+        fd = os.open(destination, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        found = _read_index(fd)
+    finally:
+        os.close(fd)
+    if found is None or set(found[0]) != set(sources):
+        return False
+    for name, source in sources.items():
+        _, _, packed_source, mtime_ns, size, _ = found[0][name]
+        try:
+            info = os.stat(source)
+        except OSError:
+            return False
+        if (packed_source, mtime_ns, size) != (source, info.st_mtime_ns, info.st_size):
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -159,3 +159,22 @@ def test_the_outside_modules_are_those_the_start_paths_import():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) == set(module_pack.OUTSIDE_MODULES)
+
+
+def test_an_up_to_date_pack_is_not_written_again(demo):
+    source, pack = demo
+    module_pack.build(str(source / "demo"), pack, outside_modules=())
+    written = os.stat(pack)
+    module_pack.build(str(source / "demo"), pack, outside_modules=())
+    assert os.stat(pack).st_ino == written.st_ino  # the same file: not replaced
+    (source / "demo" / "third.py").write_text("VALUE = 'third'\n")
+    module_pack.build(str(source / "demo"), pack, outside_modules=())
+    assert os.stat(pack).st_ino != written.st_ino
+    assert _import(source, pack, "demo.third")["demo.third"]["packed"]
+    rebuilt = os.stat(pack)
+    (source / "demo" / "sub" / "second.py").write_text("VALUE = 'changed'\n")
+    module_pack.build(str(source / "demo"), pack, outside_modules=())
+    assert os.stat(pack).st_ino != rebuilt.st_ino
+    assert _import(source, pack, "demo.first")["demo.first"] == {
+        "packed": True, "file": str(source / "demo" / "first.py"), "path": None,
+        "value": "first+changed"}
