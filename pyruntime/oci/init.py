@@ -145,7 +145,9 @@ def import_what_init_needs(config: dict) -> None:
     import pyruntime.linux.process_control  # noqa: F401
     import pyruntime.oci.rootfs  # noqa: F401
 
-    if config.get("hooks"):
+    # The kinds init runs itself (validation gives every kind a list, often empty).
+    hooks = config.get("hooks", {})
+    if hooks.get("createContainer") or hooks.get("startContainer"):
         import pyruntime.oci.hooks  # noqa: F401
 
     if config["process"].get("apparmorProfile") or config["process"].get("selinuxLabel"):
