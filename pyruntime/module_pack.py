@@ -18,12 +18,14 @@ source changed (or vanished) since the pack was built, a module not in it, a pac
 built by another Python (the bytecode magic number) or a missing or damaged pack: the
 finder steps aside and the standard import happens, as with a stale .pyc.
 
-The pack holds every module of this package and the standard library's pure-Python
-modules they import that are not frozen into the interpreter (`__future__`). It lives
-in the package's `__pycache__`, written by `python -m pyruntime.module_pack` (the setup
-script runs it after byte-compiling); `install` is called by the `pyruntime` script
-before it imports anything else of the package. Modules stay lazy: each is read when
-first imported, never before.
+The pack holds every module of this package, the pure-Python modules from outside it
+that the start paths import and the interpreter has not frozen (`__future__`), and where
+the extension modules on those paths are (found once, at build time, instead of by a
+search of sys.path in every process). It lives in the package's `__pycache__`, written
+by `python -m pyruntime.module_pack` (the setup script runs it after byte-compiling; it
+writes nothing when the pack is up to date); `install` is called by the `pyruntime`
+script before it imports anything else of the package. Modules stay lazy: each is read
+when first imported, never before.
 
 File layout: MAGIC (8 bytes) + the interpreter's bytecode magic number (4) + index
 length (4, little-endian) + marshalled index {name: (offset, length, source path,
