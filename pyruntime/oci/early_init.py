@@ -111,13 +111,11 @@ def run_early_init(bundle: str) -> None:
                                         os.environ.pop(ENVIRONMENT).split(","))
         for fd in (read_fd, write_fd):
             os.set_inheritable(fd, False)
-        from pyruntime.oci.spec import load_spec
+        from pyruntime.oci.spec import load_container_spec
 
         bundle = os.path.abspath(bundle)
-        config = load_spec(bundle, read_sealed_file(config_fd))
+        config = load_container_spec(bundle, read_sealed_file(config_fd))
         os.close(config_fd)
-        if config.get("process") is None:
-            raise ValueError("no process")  # refused by the runtime too
     except BaseException:  # noqa: BLE001 - the runtime validates the same bytes, says why
         os._exit(1)
     from pyruntime.oci.bootstrap import run_direct_init

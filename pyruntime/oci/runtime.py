@@ -16,8 +16,7 @@ import os
 import time
 
 from pyruntime.cgroups import attach_warmup
-from pyruntime.oci.errors import (ContainerNotFound, HookError, InvalidState, OCIError,
-                                  SpecError)
+from pyruntime.oci.errors import ContainerNotFound, HookError, InvalidState, OCIError
 from pyruntime.oci.exit_status import ExitStatus
 from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
 
@@ -479,18 +478,16 @@ class Runtime:
 def _load_bundle(bundle: str, early_init: EarlyInit | None) -> tuple[str, dict]:
     """The bundle's absolute path and its validated config: with an early init, the
     config.json the launcher read for it (both validate the same bytes)."""
-    from pyruntime.oci.spec import load_spec
+    from pyruntime.oci.spec import load_container_spec
 
     bundle = os.path.abspath(bundle)
     try:
-        config = load_spec(bundle, None if early_init is None else early_init.config_bytes())
+        data = None if early_init is None else early_init.config_bytes()
+        return bundle, load_container_spec(bundle, data)
     except BaseException:
         if early_init is not None:
             early_init.discard()
         raise
-    if config.get("process") is None:
-        raise SpecError("process", "is required to create a container")
-    return bundle, config
 
 
 def _plan_cgroup(record: ContainerRecord, cgroup):

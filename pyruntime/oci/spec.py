@@ -111,6 +111,15 @@ def load_spec(bundle: str, data: bytes | None = None) -> dict:
     return validate_spec(raw, bundle)
 
 
+def load_container_spec(bundle: str, data: bytes | None = None) -> dict:
+    """load_spec for a container to be created, which needs a `process` (the spec lets a
+    config without one through: it may describe a container made by other means)."""
+    config = load_spec(bundle, data)
+    if config.get("process") is None:
+        raise SpecError("process", "is required to create a container")
+    return config
+
+
 def _json_problem(error: ValueError) -> str:
     lineno = getattr(error, "lineno", None)
     if lineno is None:  # not a JSONDecodeError: bytes that are not UTF-8

@@ -281,3 +281,33 @@ def test_a_runtime_killed_before_adopting_it_leaves_no_init(runtime, bundle, wor
     # And the launcher's warm-up child, orphaned too, ends by itself within a second.
     wait_for(lambda: init_processes(b) == [] and init_processes(cid) == [], timeout=10)
     assert not made, "the runtime had got as far as the state directory: nothing shown"
+
+
+def test_an_api_caller_s_early_init_is_killed_when_the_config_lacks_a_process(tmp_path,
+                                                                              bundle):
+    """Runtime.create with an early init and a config it refuses (here: no `process`,
+    refused after validation proper) kills and reaps that init itself, without the
+    CLI's last-resort discard."""
+    from pyruntime.oci.channel import channel_pair
+    from pyruntime.oci.early_init import EarlyInit
+    from pyruntime.oci.errors import SpecError
+    from pyruntime.oci.runtime import Runtime
+
+    b = bundle(["true"], mutate=lambda config: config.pop("process") and None)
+    config_fd = os.memfd_create("config")
+    with open(os.path.join(b, "config.json"), "rb") as f:
+        os.write(config_fd, f.read())
+    init = subprocess.Popen(["sleep", "60"])
+    ours, theirs = channel_pair()
+    theirs.close()
+    early_init = EarlyInit(init.pid, ours, config_fd)
+    try:
+        with pytest.raises(SpecError, match="process"):
+            Runtime(str(tmp_path / "root")).create("no-process", b, early_init=early_init)
+        assert early_init.pid == 0 and early_init.channel is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(init.pid, 0)  # killed and reaped
+    finally:
+        if early_init.pid:
+            init.kill()
+            init.wait()
