@@ -17,14 +17,14 @@
  * does the whole command again, as the reference, with its own error message.
  *
  * The process: forked into the container's PID namespace (our namespace for children
- * pointed there for the one fork), non-dumpable before it touches the container, it joins
- * init's other namespaces and root, and waits until we have written its pid to every
- * cgroup.procs of the container; then rlimits, the seccomp filter when no_new_privs is
- * off (it needs CAP_SYS_ADMIN then), cwd (proved inside the root), bounding set, groups
- * and ids keeping capabilities, umask, capability sets, no_new_privs, the command looked
- * up in the container's PATH as the new user, the seccomp filter when no_new_privs is on,
- * every fd but stdio close-on-exec, execve. We forward the signals the Python runtime
- * forwards and exit with the process's status.
+ * pointed there for the one fork, and we non-dumpable for it, so that it is from its
+ * first instant), it joins init's other namespaces and root, and waits until we have
+ * written its pid to every cgroup.procs of the container; then rlimits, the seccomp
+ * filter when no_new_privs is off (it needs CAP_SYS_ADMIN then), cwd (proved inside the
+ * root), bounding set, groups and ids keeping capabilities, umask, capability sets,
+ * no_new_privs, the command looked up in the container's PATH as the new user, the
+ * seccomp filter when no_new_privs is on, every fd but stdio close-on-exec, execve. We
+ * forward the signals the Python runtime forwards and exit with the process's status.
  */
 #define _GNU_SOURCE
 #include "native_exec.h"
@@ -679,9 +679,17 @@ static pid_t start_process(const struct state_record *record, const struct exec_
         return 0;
     }
     int pid_fd = entry->namespace_fds[PID_NAMESPACE];
-    int ours = -1;
+    int ours = -1, was_dumpable = 0;
     pid_t pid = 0;
     if (pid_fd >= 0) {
+        /* Non-dumpable for the fork: the flag is the mm's, so the child is from its first
+         * instant, when init's PID namespace already shows it (the CVE-2019-5736 class;
+         * pyruntime.oci.namespaces.fork_in_pid_namespace). */
+        was_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+        if (was_dumpable < 0 || (was_dumpable > 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)) {
+            was_dumpable = 0;
+            goto out;
+        }
         ours = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
         if (ours < 0 || setns(pid_fd, CLONE_NEWPID) != 0)
             goto out;
@@ -689,6 +697,11 @@ static pid_t start_process(const struct state_record *record, const struct exec_
     pid = fork();
     if (pid == 0)
         become_process(process, entry);
+    /* Back on at once, as Python does; 2 (SUID_DUMP_ROOT) cannot be set again, and stays
+     * 0, stricter, for the little that is left of this command. */
+    if (was_dumpable == 1)
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    was_dumpable = 0;
     if (ours >= 0 && setns(ours, CLONE_NEWPID) != 0) {
         if (pid > 0)
             kill_and_reap(pid);
@@ -717,6 +730,8 @@ static pid_t start_process(const struct state_record *record, const struct exec_
         pid = 0;
     }
 out:
+    if (was_dumpable == 1)
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     if (ours >= 0)
         close(ours);
     for (int i = 0; i < 2; i++) {

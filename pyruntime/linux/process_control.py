@@ -15,6 +15,12 @@ def set_dumpable(dumpable: bool) -> None:
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, int(dumpable))
 
 
+def get_dumpable() -> bool:
+    """PR_GET_DUMPABLE: False only for 0. python-prctl folds 2 (SUID_DUMP_ROOT, after a
+    credential change with fs.suid_dumpable=2) into True, as it does 1."""
+    return bool(_prctl.prctl(_prctl.PR_GET_DUMPABLE))
+
+
 def set_keepcaps(keep: bool) -> None:
     """PR_SET_KEEPCAPS: keep the permitted set across a setuid away from 0."""
     _prctl.prctl(_prctl.PR_SET_KEEPCAPS, int(keep))

@@ -12,7 +12,8 @@ must be written before any process is in it: stage 1 does that too.
 
 Without either (the common case), the runtime forks init itself, with one process and
 one exchange fewer: it sets its own namespace for children to the container's PID
-namespace just for that fork (`fork_in_container_pid_namespace`), before it makes the
+namespace just for that fork (`fork_in_container_pid_namespace`; non-dumpable for it when
+that namespace exists already, so init is from its first instant), before it makes the
 cgroup.
 Init (`run_direct_init`) imports what it needs, joins or makes the other namespaces and
 does the mounts that do not show the container's cgroup (RootfsBuilder.begin) while the
@@ -20,6 +21,9 @@ runtime makes the cgroup and places it there, then waits for `placed`, and does 
 in the cgroup. The `pyruntime` command's launcher may have started this init already,
 as a fresh interpreter next to the runtime's own (pyruntime.oci.early_init); it then
 runs the same function.
+
+A mount namespace given by path is where init builds the rootfs, as runc does: it must
+show the runtime's tree (`_check_joined_mount_namespace`).
 
 Everything init will need is imported before the first namespace is entered: in a new
 user namespace the host's Python library may be unreadable, and after pivot_root it is
@@ -142,11 +146,14 @@ def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],
                       linux: dict) -> None:
     """Join the namespaces given by path, then create the new ones but user (already
     done) and cgroup (init's, once it is in its cgroup)."""
+    our_root = os.stat("/") if "mount" in join_fds else None
     for ns_type, (name, flag) in NAMESPACES.items():
         fd = join_fds.get(ns_type)
         if fd is not None:
             sc.setns(fd, flag, f"{ns_type} namespace {wanted[ns_type]}")
             os.close(fd)
+            if ns_type == "mount" and our_root is not None:
+                _check_joined_mount_namespace(our_root, linux["namespaces"])
 
     flags = 0
     for ns_type, path in wanted.items():
@@ -160,6 +167,28 @@ def _enter_namespaces(wanted: dict[str, str | None], join_fds: dict[str, int],
             for clock, value in linux["timeOffsets"].items()
         )
         _write_proc_self("timens_offsets", offsets, "linux.timeOffsets")
+
+
+def _check_joined_mount_namespace(our_root: os.stat_result, namespaces: list[dict]) -> None:
+    """Init builds the rootfs inside a mount namespace it joins, as runc does: one made
+    for the container from the runtime's (`unshare --mount`), where root.path and /proc
+    mean what they mean to the runtime. Refused before the first mount, with the entry
+    named (the rootfs code would fail half-way with a bare ENOENT): one rooted elsewhere,
+    such as another container's, pivoted into its rootfs (root.path means nothing there,
+    and every mount, and the pivot_root, would land in that container; runc fails there
+    too), and one whose /proc does not show us (the mounts go through /proc/self/fd)."""
+    index = next(i for i, ns in enumerate(namespaces) if ns["type"] == "mount")
+    where = f"linux.namespaces[{index}]: mount namespace {namespaces[index]['path']}"
+    root = os.stat("/")
+    if (root.st_dev, root.st_ino) != (our_root.st_dev, our_root.st_ino):
+        raise ContainerStartError(
+            f"{where} has another root than the runtime's (another container's?): the "
+            "rootfs can only be built in one made from the runtime's (`exec` runs a "
+            "process in an existing container)")
+    if not os.path.isdir("/proc/self/fd"):
+        raise ContainerStartError(
+            f"{where}: its /proc does not show the container's processes (a procfs of "
+            "another PID namespace)")
 
 
 def _open_namespace_paths(wanted: dict[str, str | None]) -> dict[str, int]:

@@ -1,9 +1,9 @@
 """`exec`: a new process inside a running container.
 
 The process is forked by the runtime straight into the container's PID namespace (the
-runtime points its own namespace for children there for that one fork; see
-pyruntime.oci.namespaces). Non-dumpable before it touches anything of the container, it
-joins init's other namespaces (user first) and takes init's root. Where that cannot be
+runtime points its own namespace for children there for that one fork, non-dumpable for
+it, so the child is from its first instant; see pyruntime.oci.namespaces). It joins
+init's other namespaces (user first) and takes init's root. Where that cannot be
 done (a time namespace, which only children enter, or a runtime with threads, which
 starts a fresh interpreter instead of forking), a stage 1 joins the namespaces, takes
 init's root and forks the process, reporting its pid.

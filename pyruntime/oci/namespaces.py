@@ -1,6 +1,7 @@
 """The OCI namespace types: their clone flags, /proc/PID/ns names, and join order; and
 pointing the runtime's own namespace for children at a container's PID namespace for one
-fork, which spares a process (see pyruntime.oci.bootstrap and pyruntime.oci.enter)."""
+fork, which spares a process (see pyruntime.oci.bootstrap and pyruntime.oci.enter), the
+child non-dumpable from its first instant when it joins an existing one."""
 from __future__ import annotations
 
 import os
@@ -39,12 +40,23 @@ def same_namespace(path_a: str, path_b: str) -> bool:
 def fork_in_pid_namespace(fd: int | None, fork, what: str = "pid namespace") -> int:
     """Call `fork` (which forks and returns the child's pid) with our namespace for
     children pointed at the PID namespace `fd` (None: a new one, whose PID 1 the child
-    is), and point it back at our own right after."""
+    is), and point it back at our own right after.
+
+    Joining one, we are non-dumpable for the fork: the flag is the mm's, which the child
+    inherits, so it is non-dumpable from its first instant. It would otherwise be
+    visible to the namespace's processes, dumpable and holding the host's root and
+    mounts, until it turned the flag off itself (the CVE-2019-5736 class; runc turns it
+    off before joining). Ours is turned back on right after the fork: the runtime may be
+    a long-lived program using the Python API. (python-prctl reads 2, SUID_DUMP_ROOT, as
+    on: such a program would come back at 1.) A new namespace holds nobody but the
+    child, which turns the flag off itself."""
     own = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    was_dumpable = False
     try:
         if fd is None:
             sc.unshare(sc.CLONE_NEWPID)
         else:
+            was_dumpable = _set_dumpable(False)
             sc.setns(fd, sc.CLONE_NEWPID, what)
         try:
             return fork()
@@ -52,3 +64,16 @@ def fork_in_pid_namespace(fd: int | None, fork, what: str = "pid namespace") -> 
             sc.setns(own, sc.CLONE_NEWPID, "the runtime's own pid namespace")
     finally:
         os.close(own)
+        if was_dumpable:
+            _set_dumpable(True)
+
+
+def _set_dumpable(dumpable: bool) -> bool:
+    """Set our dumpable flag; whether it was on."""
+    # Imported here, as enter and bootstrap do: python-prctl is no import of this module.
+    from pyruntime.linux import process_control
+
+    was = process_control.get_dumpable()
+    if was != dumpable:
+        process_control.set_dumpable(dumpable)
+    return was
