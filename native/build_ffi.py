@@ -46,6 +46,10 @@ int pyrt_seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_load(scmp_filter_ctx ctx);
 int pyrt_capbset_drop(int cap);
 int pyrt_setrlimit(int resource, uint64_t soft, uint64_t hard);
+int pyrt_ioprio_set(int which, int who, int ioprio);
+int pyrt_sched_setattr(int pid, uint32_t policy, uint64_t flags, int32_t nice,
+                       uint32_t priority, uint64_t runtime, uint64_t deadline,
+                       uint64_t period);
 long pyrt_bpf(int cmd, void *attr, unsigned int size);
 int pyrt_background_write(const char *path, const char *data);
 """
@@ -199,6 +203,39 @@ int pyrt_setrlimit(int resource, uint64_t soft, uint64_t hard)
 {
     struct rlimit limit = {.rlim_cur = soft, .rlim_max = hard};
     return setrlimit(resource, &limit);
+}
+
+/* ioprio_set(2) and sched_setattr(2) have no glibc wrappers. */
+int pyrt_ioprio_set(int which, int who, int ioprio)
+{ return (int)syscall(SYS_ioprio_set, which, who, ioprio); }
+
+/* struct sched_attr as of Linux 5.3 (SCHED_ATTR_SIZE_VER1), the size runc passes, with
+   the utilization clamps 0 as runc leaves them. Spelled out rather than taken from
+   <linux/sched/types.h>, whose layout follows the installed kernel headers. */
+struct pyrt_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+};
+
+int pyrt_sched_setattr(int pid, uint32_t policy, uint64_t flags, int32_t nice,
+                       uint32_t priority, uint64_t runtime, uint64_t deadline,
+                       uint64_t period)
+{
+    struct pyrt_sched_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.sched_policy = policy;
+    attr.sched_flags = flags;
+    attr.sched_nice = nice;
+    attr.sched_priority = priority;
+    attr.sched_runtime = runtime;
+    attr.sched_deadline = deadline;
+    attr.sched_period = period;
+    return (int)syscall(SYS_sched_setattr, pid, &attr, 0);
 }
 
 /* bpf(2), for the cgroup v2 device filter: `attr` is a union bpf_attr that the Python side

@@ -349,9 +349,7 @@ static int check_process_file(const char *base, const char *end)
     if (only_known_members(base, end, PROCESS_FILE_MEMBERS) != 0 ||
         json_boolean(json_member(base, end, "terminal"), end, 0) != 0 ||
         json_boolean(json_member(base, end, "noNewPrivileges"), end, 0) < 0 ||
-        !json_is_null(json_member(base, end, "consoleSize"), end) ||
-        !json_is_null(json_member(base, end, "ioPriority"), end) ||
-        !json_is_null(json_member(base, end, "scheduler"), end))
+        !json_is_null(json_member(base, end, "consoleSize"), end))
         return -1;
     const char *user = json_member(base, end, "user");
     if (!json_is_null(user, end) &&
@@ -399,6 +397,11 @@ static int read_process(const char *base, const char *end, int from_file,
                         struct exec_process *process)
 {
     if (!base || *base != '{' || (from_file && check_process_file(base, end) != 0))
+        return -1;
+    /* An I/O priority or a scheduler, the config's or the file's: Python sets them
+     * (pyruntime.oci.process), this path does not. */
+    if (!json_is_null(json_member(base, end, "ioPriority"), end) ||
+        !json_is_null(json_member(base, end, "scheduler"), end))
         return -1;
     if (from_file && (json_each_string(json_member(base, end, "args"), end, ENTRY_MAX,
                                        add_arg, process) != 0 || process->arg_count == 0))

@@ -101,6 +101,23 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
         raise _fail(f"setrlimit {resource} to {soft}/{hard}")
 
 
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
+
+def ioprio_set(ioprio_class: int, level: int) -> None:
+    """ioprio_set(2) of the calling process: `level` within `ioprio_class`."""
+    if lib.pyrt_ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio_class << IOPRIO_CLASS_SHIFT | level) < 0:
+        raise _fail(f"ioprio_set class {ioprio_class} level {level}")
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    """sched_setattr(2) of the calling thread: the one that goes on to execve."""
+    if lib.pyrt_sched_setattr(0, policy, flags, nice, priority, runtime, deadline, period) < 0:
+        raise _fail(f"sched_setattr policy {policy}")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     if lib.pyrt_sethostname(raw, len(raw)) < 0:

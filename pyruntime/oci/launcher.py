@@ -191,14 +191,18 @@ class InitLauncher:
         nothing in the rest opens a device: no terminal (/dev/ptmx) and no
         createContainer hook (it runs in the container's cgroup). A devices cgroup v1
         rewriting its rules refuses every device for a moment: a pty's open and a mknod
-        were both seen to fail in that window. Otherwise the limits are set when init
-        asks for its hooks, runc's order, and it waits for them."""
+        were both seen to fail in that window. Nor with `process.scheduler`: a real-time
+        policy may need the limits first (cpu.rt_runtime_us under v1's RT group
+        scheduling: sched_setattr was seen refused with EPERM before them). Otherwise
+        the limits are set when init asks for its hooks, runc's order, and it waits for
+        them."""
         from pyruntime.oci.rootfs_order import devices_made_before_cgroup
 
         config = self.plan["config"]
         return (not self._has_creation_hooks()
                 and not config.get("hooks", {}).get("createContainer")
                 and not config["process"].get("terminal")
+                and config["process"].get("scheduler") is None
                 and devices_made_before_cgroup(config))
 
     def _has_creation_hooks(self) -> bool:

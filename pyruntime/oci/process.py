@@ -1,6 +1,8 @@
 """The last steps before a container process execs: shared by init and `exec`.
 
-Order (runc's finalizeNamespace and standard init): rlimits; seccomp early only when
+Order (runc's finalizeNamespace and standard init): rlimits; I/O priority and scheduler
+(while the process still has CAP_SYS_ADMIN and CAP_SYS_NICE, which an RT class or policy
+or a negative nice needs and the container may not keep); seccomp early only when
 no_new_privs is off (loading it then needs CAP_SYS_ADMIN, which is about to go); bounding
 set; user and groups (keeping capabilities across setuid); the other capability sets;
 no_new_privs; executable look-up as the new user; and, right before execve, seccomp when
@@ -22,12 +24,28 @@ _RLIMITS = {
     "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
     "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
+# linux/ioprio.h, linux/sched.h (policies and SCHED_FLAG_*).
+_IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+_SCHED_POLICIES = {
+    "SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+    "SCHED_IDLE": 5, "SCHED_DEADLINE": 6,
+}
+_SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+    "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+    "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+    "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+}
 
 
 def become_process(process: dict, seccomp: dict | None) -> str:
     """The steps init and `exec` share, in runc's order, up to but not including the
     wait for `start` and the late seccomp load: returns the executable's path."""
     apply_rlimits(process.get("rlimits", []))
+    if process.get("ioPriority") is not None:
+        apply_io_priority(process["ioPriority"])
+    if process.get("scheduler") is not None:
+        apply_scheduler(process["scheduler"])
     if seccomp is not None and not process.get("noNewPrivileges", False):
         load_seccomp(seccomp)
     enter_cwd(process["cwd"])
@@ -65,6 +83,43 @@ def apply_rlimits(rlimits: list[dict]) -> None:
             raise ContainerStartError(
                 f"process.rlimits: setting {limit['type']} to {shown[0]}/{shown[1]}: "
                 f"{os.strerror(error.errno)}") from None
+
+
+def apply_io_priority(io_priority: dict) -> None:
+    """ioprio_set of the process itself, which its children inherit (runc sets it on
+    itself before it starts the container's process, which inherits it from there)."""
+    from pyruntime.linux import syscalls as sc
+
+    name = io_priority["class"]
+    level = io_priority.get("priority", 0)
+    try:
+        sc.ioprio_set(_IOPRIO_CLASSES[name], level)
+    except OSError as error:
+        raise ContainerStartError(
+            f"process.ioPriority: setting {name} priority {level}: "
+            f"{os.strerror(error.errno)}") from None
+
+
+def apply_scheduler(scheduler: dict) -> None:
+    """sched_setattr with every field of process.scheduler, as runc's setupScheduler; the
+    kernel judges the combination (an RT policy needs a priority of 1-99, for one)."""
+    from pyruntime.linux import syscalls as sc
+
+    policy = scheduler["policy"]
+    values = {key: scheduler.get(key) or 0
+              for key in ("nice", "priority", "runtime", "deadline", "period")}
+    flags = scheduler.get("flags") or []
+    mask = 0
+    for flag in flags:
+        mask |= _SCHED_FLAGS[flag]
+    try:
+        sc.sched_setattr(_SCHED_POLICIES[policy], mask, **values)
+    except OSError as error:
+        shown = [policy] + [f"{key} {value}" for key, value in values.items() if value]
+        shown += flags
+        raise ContainerStartError(
+            f"process.scheduler: setting {' '.join(shown)}: {os.strerror(error.errno)}"
+        ) from None
 
 
 def enter_cwd(cwd: str) -> None:

@@ -380,19 +380,29 @@ def _io_priority(value: object, field: str) -> dict:
     raw = _obj(value, field)
     return {
         "class": _one_of(_need(raw, "class", field), f"{field}.class", IOPRIO_CLASSES, "I/O priority class"),
+        # REQUIRED in the spec, but runc reads a missing one as 0 (Go's zero value).
         "priority": _opt(raw, "priority", field, _int, 0, lo=0, hi=7),
     }
 
 
 def _scheduler(value: object, field: str) -> dict:
+    """The spec's types and values, and runc's rules for which fields go with which
+    policy; the kernel judges the rest (sched_setattr's EINVAL fails the create)."""
     scheduler = dict(_obj(value, field))
-    _one_of(_need(scheduler, "policy", field), f"{field}.policy", SCHED_POLICIES, "scheduling policy")
-    _opt(scheduler, "nice", field, _int, lo=-20, hi=19)
-    _opt(scheduler, "priority", field, _int)
-    for i, flag in enumerate(_list_of_str(scheduler.get("flags"), f"{field}.flags")):
-        _one_of(flag, f"{field}.flags[{i}]", SCHED_FLAGS, "scheduler flag")
+    policy = _one_of(_need(scheduler, "policy", field), f"{field}.policy", SCHED_POLICIES, "policy")
+    scheduler["policy"] = policy
+    scheduler["nice"] = _opt(scheduler, "nice", field, _int, 0, lo=-20, hi=19)
+    scheduler["priority"] = _opt(scheduler, "priority", field, _int, 0, lo=-2**31, hi=2**31 - 1)
+    if scheduler["priority"] and policy not in ("SCHED_FIFO", "SCHED_RR"):
+        raise SpecError(f"{field}.priority", f"is for SCHED_FIFO and SCHED_RR only, not {policy}")
+    flags = _list_of_str(scheduler.get("flags"), f"{field}.flags")
+    for i, flag in enumerate(flags):
+        _one_of(flag, f"{field}.flags[{i}]", SCHED_FLAGS, "flag")
+    scheduler["flags"] = flags
     for key in ("runtime", "deadline", "period"):
-        _opt(scheduler, key, field, _int, lo=0, hi=_U64)
+        scheduler[key] = _opt(scheduler, key, field, _int, 0, lo=0, hi=_U64)
+        if scheduler[key] and policy != "SCHED_DEADLINE":
+            raise SpecError(f"{field}.{key}", f"is for SCHED_DEADLINE only, not {policy}")
     return scheduler
 
 

@@ -450,6 +450,15 @@ def _user_namespace(runtime, bundle) -> str:
                     gid_mappings=[(0, 100000, 65536)])
 
 
+def _process_setting(member: str, value: dict):
+    """A created container whose process has `member`, which Python sets and C does not
+    (an exec without --process takes it from the config)."""
+    def make(runtime, bundle) -> str:
+        return _created(runtime, bundle,
+                        mutate=lambda config: config["process"].update({member: value}))
+    return make
+
+
 # case: (make the container, the exec's flags before the ID, its command)
 EXEC_HANDOVERS = {
     "a stopped container": (_stopped, (), ["true"]),
@@ -457,6 +466,9 @@ EXEC_HANDOVERS = {
     "a seccomp value the C reader does not take": (_seccomp_value_beyond_a_long_long, (),
                                                    ["true"]),
     "a user namespace": (_user_namespace, (), ["true"]),
+    "an I/O priority": (_process_setting("ioPriority", {"class": "IOPRIO_CLASS_BE",
+                                                        "priority": 7}), (), ["true"]),
+    "a scheduler": (_process_setting("scheduler", {"policy": "SCHED_BATCH"}), (), ["true"]),
     "a command not found": (_running, (), ["no-such-command"]),
     "a cwd that is not there": (_running, ("--cwd", "/no/such/dir"), ["true"]),
     "--tty": (_running, ("--tty",), ["true"]),
@@ -551,6 +563,7 @@ _FILE_HANDOVERS = {
     "a member it does not read": dict(commandLine="sh"),
     "a console size": dict(consoleSize={"height": 10, "width": 10}),
     "an I/O priority": dict(ioPriority={"class": "IOPRIO_CLASS_BE"}),
+    "a scheduler": dict(scheduler={"policy": "SCHED_BATCH", "nice": 5}),
     "a user name": dict(user={"uid": 0, "gid": 0, "username": "root"}),
     # (uid_t)-1 to setresuid changes nothing: the process would stay root.
     "a uid of -1": dict(user={"uid": -1, "gid": 0}),

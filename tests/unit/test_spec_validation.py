@@ -176,6 +176,10 @@ def test_full_config_is_normalized(bundle):
     assert process["user"] == {"uid": 1000, "gid": 1000, "umask": 0o22, "additionalGids": [5, 10]}
     assert process["execCPUAffinity"] == {"initial": "0"}
     assert process["ioPriority"] == {"class": "IOPRIO_CLASS_BE", "priority": 4}
+    assert process["scheduler"] == {
+        "policy": "SCHED_OTHER", "nice": 5, "priority": 0, "flags": [], "runtime": 0,
+        "deadline": 0, "period": 0,
+    }
     assert spec["mounts"][1] == {
         "destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "ro"],
     }
@@ -354,6 +358,20 @@ BAD = {
     ),
     "scheduler bad policy": (_set("process.scheduler", {"policy": "SCHED_FAST"}), "process.scheduler.policy"),
     "scheduler nice a string": (_set("process.scheduler", {"policy": "SCHED_OTHER", "nice": "1"}), "process.scheduler.nice"),
+    # runc's rules: a priority only for the RT policies, the three times only for DEADLINE.
+    "scheduler priority for SCHED_OTHER": (
+        _set("process.scheduler", {"policy": "SCHED_OTHER", "priority": 1}), "process.scheduler.priority",
+    ),
+    "scheduler runtime for SCHED_FIFO": (
+        _set("process.scheduler", {"policy": "SCHED_FIFO", "priority": 1, "runtime": 1}),
+        "process.scheduler.runtime",
+    ),
+    "scheduler period for SCHED_BATCH": (
+        _set("process.scheduler", {"policy": "SCHED_BATCH", "period": 1}), "process.scheduler.period",
+    ),
+    "scheduler priority beyond int32": (
+        _set("process.scheduler", {"policy": "SCHED_RR", "priority": 2**31}), "process.scheduler.priority",
+    ),
     "hostname an int": (_set("hostname", 1), "hostname"),
     "domainname a list": (_set("domainname", []), "domainname"),
     "mounts a dict": (_set("mounts", {}), "mounts"),
@@ -486,6 +504,33 @@ def test_bad_config_names_the_field(bundle, change, field):
 
 def test_top_level_must_be_an_object():
     assert spec_error([]).field == "config.json"
+
+
+def test_a_deadline_scheduler_keeps_its_times_and_flags(bundle):
+    config = copy.deepcopy(MINIMAL)
+    config["process"]["scheduler"] = {
+        "policy": "SCHED_DEADLINE", "runtime": 10**6, "deadline": 2 * 10**6, "period": 10**7,
+        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"],
+    }
+    assert validate_spec(config, bundle)["process"]["scheduler"] == {
+        "policy": "SCHED_DEADLINE", "nice": 0, "priority": 0,
+        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"],
+        "runtime": 10**6, "deadline": 2 * 10**6, "period": 10**7,
+    }
+
+
+def test_scheduler_messages(bundle):
+    config = copy.deepcopy(MINIMAL)
+    config["process"]["scheduler"] = {"policy": "SCHED_FAST"}
+    assert str(spec_error(config, bundle)).startswith(
+        'config.json: process.scheduler.policy: unknown policy "SCHED_FAST" (known: ')
+    config["process"]["scheduler"] = {"policy": "SCHED_IDLE", "flags": ["SCHED_FLAG_X"]}
+    assert spec_error(config, bundle).problem.startswith('unknown flag "SCHED_FLAG_X"')
+    config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "priority": 3}
+    assert spec_error(config, bundle).problem == (
+        "is for SCHED_FIFO and SCHED_RR only, not SCHED_BATCH")
+    config["process"]["scheduler"] = {"policy": "SCHED_RR", "priority": 3, "deadline": 5}
+    assert spec_error(config, bundle).problem == "is for SCHED_DEADLINE only, not SCHED_RR"
 
 
 def test_messages_say_what_was_found(bundle):
