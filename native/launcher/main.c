@@ -222,8 +222,10 @@ int main(int argc, char **argv)
             snprintf(value, sizeof value, "%d", (int)helper);
             setenv("PYRUNTIME_WARMUP_PID", value, 1);
         }
+        /* $LISTEN_FDS: socket activation hands init fds 3.. as preserved fds, which an
+         * early init is never given (pyruntime.cli.socket_activation). */
         if (strcmp(command, "exec") != 0 && !options.unusual && !options.systemd_cgroup &&
-            !python_only_asked())
+            !python_only_asked() && !getenv("LISTEN_FDS"))
             start_early_init(argc, argv, options.command + 1, strcmp(command, "run") == 0);
     }
     char **python_argv = calloc((size_t)argc + 3, sizeof *python_argv);

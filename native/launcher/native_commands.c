@@ -230,13 +230,14 @@ static const struct {
 };
 
 /* parse_signal's answer for the forms read here (a number, or a name with or without
- * SIG in any case); -1 for any other text, which Python parses or refuses. */
+ * SIG in any case); -1 for any other text, which Python parses or refuses. 0 is the
+ * null signal, kill(2)'s liveness check, which runc takes too. */
 static int signal_number(const char *text)
 {
     if (text[0] >= '0' && text[0] <= '9') {
         char *end;
         long number = strtol(text, &end, 10);
-        return *end == '\0' && number >= 1 && number <= SIGRTMAX ? (int)number : -1;
+        return *end == '\0' && number >= 0 && number <= SIGRTMAX ? (int)number : -1;
     }
     char name[16];
     size_t length = strlen(text);

@@ -1,5 +1,5 @@
 """The exceptions of the cgroups package: `CgroupError` (from placement) and the
-subclasses the resource, device and freezer code raise, so that a caller can tell a
+subclasses the resource, device, freezer and sub-cgroup code raise, so that a caller can tell a
 resource this host cannot enforce from an invalid value or a busy cgroup."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = [
     "ResourceBusy",
     "DeviceFilterError",
     "FreezeError",
+    "SubCgroupError",
 ]
 
 
@@ -36,3 +37,8 @@ class DeviceFilterError(CgroupError):
 
 class FreezeError(CgroupError):
     """The cgroup could not be frozen or thawed (no freezer, or it did not settle)."""
+
+
+class SubCgroupError(CgroupError):
+    """`exec --cgroup` named a sub-cgroup that does not exist, a path that leads out of
+    the container's cgroup, or a controller the container has no hierarchy for."""

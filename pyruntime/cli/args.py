@@ -16,6 +16,12 @@ class UsageError(PyruntimeError):
     exit_code = 1
 
 
+class UnknownHelpTopic(UsageError):
+    """`help NAME` of a command that does not exist (runc's exit code 3)."""
+
+    exit_code = 3
+
+
 class Flag:
     __slots__ = ("name", "aliases", "kind", "default", "help")
 
@@ -52,15 +58,18 @@ class Parsed:
         self.args: list[str] = []
 
 
-def parse_flags(argv: list[str], flags: list[Flag], where: str) -> tuple[Parsed, list[str]]:
+def parse_flags(argv: list[str], flags: list[Flag], where: str,
+                parsed: Parsed | None = None) -> tuple[Parsed, list[str]]:
     """Parse leading flags of argv; return (values, the rest, starting at the first
-    positional argument)."""
+    positional argument). Values go into `parsed` when given, which then holds the
+    flags before a bad one too (the global --log and --log-format its error obeys)."""
     by_name = {}
     for flag in flags:
         by_name[flag.name] = flag
         for alias in flag.aliases:
             by_name[alias] = flag
-    parsed = Parsed(flags)
+    if parsed is None:
+        parsed = Parsed(flags)
     index = 0
     while index < len(argv):
         token = argv[index]
@@ -123,6 +132,7 @@ def help_text(commands: dict[str, Command], global_flags: list[Flag]) -> str:
     for command in commands.values():
         lines.append(f"   {command.name:<10} {command.summary}")
     lines.append(f"   {'image':<10} manage images: pull, import, ls, inspect, rm, prune, bundle")
+    lines.append(f"   {'help, h':<10} show the commands, or the help of one command")
     lines += ["", "global options:"]
     for flag in global_flags:
         lines.append(f"   --{flag.name:<18} {flag.help}")

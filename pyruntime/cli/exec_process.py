@@ -1,6 +1,6 @@
 """The process `exec` runs: from `--process FILE`, or the container's own process with
 runc's flags applied on top (args, --env, --cwd, --user, -g, --cap, --tty,
---no-new-privs)."""
+--no-new-privs); and where it goes, from `--cgroup`."""
 from __future__ import annotations
 
 from pyruntime.cli.args import UsageError
@@ -43,10 +43,14 @@ def process_from_flags(parsed, config: dict) -> dict:
         except ValueError:
             raise UsageError(f"--user {parsed.user!r}: expected UID[:GID] as numbers") from None
     if parsed.additional_gids:
+        # Added to the container's own, as runc does, not instead of them.
         try:
-            user["additionalGids"] = [int(g) for g in parsed.additional_gids]
+            added = [int(g) for g in parsed.additional_gids]
         except ValueError:
             raise UsageError("--additional-gids: expected numbers") from None
+        if any(gid < 0 for gid in added):
+            raise UsageError("--additional-gids: gids must not be negative")
+        user["additionalGids"] = [*user.get("additionalGids", []), *added]
     process["user"] = user
     if parsed.cap:
         from pyruntime.linux.capability_names import CAPABILITIES
@@ -67,3 +71,28 @@ def process_from_flags(parsed, config: dict) -> dict:
     if parsed.apparmor or parsed.process_label:
         raise UsageError("--apparmor/--process-label: no LSM support in this runtime")
     return process
+
+
+def sub_cgroups_from_flags(values: list[str]) -> dict[str, str] | None:
+    """`--cgroup` as runc 1.1 reads it: one `PATH` for every hierarchy, or any number of
+    `CONTROLLER[,CONTROLLER...]:PATH` (pyruntime.cgroups.sub_cgroup places the process)."""
+    if not values:
+        return None
+    paths: dict[str, str] = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise UsageError(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise UsageError(f"invalid --cgroup argument: {value} (missing "
+                                 "<controller>: prefix)")
+            paths[""] = value
+            continue
+        controllers, path = parts
+        for controller in controllers.split(","):
+            if not controller:
+                raise UsageError(f"invalid --cgroup argument: {value} (empty controller "
+                                 "name)")
+            paths[controller] = path
+    return paths

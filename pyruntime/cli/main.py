@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pyruntime.cli.args import Command, Flag, UsageError, command_help, help_text, parse_command
+from pyruntime.cli.args import Command, Flag, UnknownHelpTopic, UsageError, command_help
+from pyruntime.cli.args import Parsed, help_text, parse_command
 from pyruntime.cli.args import parse_flags
 from pyruntime.cli.update_flags import UPDATE_FLAGS
 from pyruntime.errors import PyruntimeError
@@ -72,8 +73,10 @@ COMMANDS = {c.name: c for c in (
              Flag("no-new-privs", help="set no_new_privs for the process"),
              Flag("cap", "list", aliases=("c",), help="add a capability"),
              _PRESERVE,
-             Flag("ignore-paused", help="accepted for compatibility"),
-             Flag("cgroup", "list", help="accepted for compatibility")], 1, None),
+             Flag("ignore-paused", help="allow exec in a paused container (the process "
+                  "stays frozen with it until resume)"),
+             Flag("cgroup", "list", help="run the process in an existing sub-cgroup of the "
+                  "container's: [CONTROLLER[,CONTROLLER...]:]PATH")], 1, None),
     Command("spec", "create a new specification file (config.json)", "",
             [_BUNDLE, Flag("rootless", help="a spec for a rootless container")], 0, 0),
     Command("features", "show the enabled features", "", [], 0, 0),
@@ -107,12 +110,15 @@ def _take_early_init():
 
 
 def _main(argv: list[str], early_init) -> int:
+    options = Parsed(GLOBAL_FLAGS)
     try:
-        options, rest = parse_flags(argv, GLOBAL_FLAGS, "global options")
+        options, rest = parse_flags(argv, GLOBAL_FLAGS, "global options", options)
     except PyruntimeError as error:
         from pyruntime.cli.log import RuntimeLog
 
-        RuntimeLog().error(str(error))
+        # Logged where the --log and --log-format given before the bad flag say.
+        log_format = options.log_format if options.log_format in ("text", "json") else "text"
+        RuntimeLog(options.log, log_format).error(str(error))
         return error.exit_code
     from pyruntime.cli.log import RuntimeLog
 
@@ -126,6 +132,8 @@ def _main(argv: list[str], early_init) -> int:
             sys.stdout.write(help_text(COMMANDS, GLOBAL_FLAGS))
             return 0 if options.help else 1
         name, command_argv = rest[0], rest[1:]
+        if name in ("help", "h"):
+            return _help(command_argv)
         if name == "image":
             from pyruntime.cli.image_cli import image_main
 
@@ -149,6 +157,26 @@ def _main(argv: list[str], early_init) -> int:
         return 130
 
 
+def _help(topics: list[str]) -> int:
+    """runc's `help [COMMAND]`: the command list, or one command's help."""
+    if not topics:
+        sys.stdout.write(help_text(COMMANDS, GLOBAL_FLAGS))
+        return 0
+    topic = topics[0]
+    if topic == "image":
+        from pyruntime.cli.image_cli import image_main
+
+        return image_main(["--help"])
+    if topic in ("help", "h"):
+        sys.stdout.write("usage: pyruntime help [command]\n\nshow the commands, or the "
+                         "help of one command\n")
+        return 0
+    if topic not in COMMANDS:
+        raise UnknownHelpTopic(f"No help topic for '{topic}'")
+    sys.stdout.write(command_help(COMMANDS[topic]))
+    return 0
+
+
 def _print_version() -> int:
     from pyruntime import OCI_VERSION, __version__
 
@@ -170,6 +198,13 @@ def _dispatch(name: str, parsed, options, log) -> int:
 
         sys.stdout.write(jsonlite.dumps_pretty(features()) + "\n")
         return 0
+    parsed.listen_fds = 0
+    if name in ("create", "run") and "LISTEN_FDS" in os.environ:
+        from pyruntime.cli.socket_activation import listen_fds
+
+        parsed.listen_fds = listen_fds()
+        # The activation's fds come first, then --preserve-fds' (runc's order).
+        parsed.preserve_fds += parsed.listen_fds
     runtime = Runtime(options.root, warn=log.warning, debug=log.debug,
                       systemd_cgroup=options.systemd_cgroup)
     handler = globals()[f"_cmd_{name}"]
@@ -180,7 +215,7 @@ def _cmd_create(runtime, parsed, log) -> int:
     runtime.create(parsed.args[0], parsed.bundle, pid_file=parsed.pid_file,
                    console_socket=parsed.console_socket, preserve_fds=parsed.preserve_fds,
                    no_pivot=parsed.no_pivot, no_new_keyring=parsed.no_new_keyring,
-                   early_init=parsed.early_init)
+                   listen_fds=parsed.listen_fds, early_init=parsed.early_init)
     return 0
 
 
@@ -194,7 +229,7 @@ def _cmd_run(runtime, parsed, log) -> int:
                          pid_file=parsed.pid_file, console_socket=parsed.console_socket,
                          preserve_fds=parsed.preserve_fds, no_pivot=parsed.no_pivot,
                          no_new_keyring=parsed.no_new_keyring,
-                         early_init=parsed.early_init)
+                         listen_fds=parsed.listen_fds, early_init=parsed.early_init)
     return 0 if status is None else status.code
 
 
@@ -234,6 +269,9 @@ def _cmd_list(runtime, parsed, log) -> int:
     from pyruntime.cli.output import container_table
 
     states = runtime.list()
+    for state in states:
+        # `state` leaves the owner empty; runc's `list` names the state directory's.
+        state["owner"] = _owner_name(runtime.store.directory(state["id"]))
     if parsed.quiet:
         sys.stdout.write("".join(f"{s['id']}\n" for s in states))
     elif parsed.format == "json":
@@ -245,6 +283,20 @@ def _cmd_list(runtime, parsed, log) -> int:
     else:
         raise UsageError(f"invalid format option {parsed.format!r}: use table or json")
     return 0
+
+
+def _owner_name(directory: str) -> str:
+    """The user name of the directory's owner, or "#UID" without one (runc's form)."""
+    import pwd
+
+    try:
+        uid = os.stat(directory).st_uid
+    except FileNotFoundError:
+        return ""  # deleted while we listed
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def _cmd_ps(runtime, parsed, log) -> int:
@@ -263,7 +315,7 @@ def _cmd_ps(runtime, parsed, log) -> int:
 
 
 def _cmd_exec(runtime, parsed, log) -> int:
-    from pyruntime.cli.exec_process import process_from_flags
+    from pyruntime.cli.exec_process import process_from_flags, sub_cgroups_from_flags
 
     container_id = parsed.args[0]
     record = runtime.store.load(container_id)
@@ -272,7 +324,9 @@ def _cmd_exec(runtime, parsed, log) -> int:
         raise UsageError("cannot allocate a tty for a detached exec without --console-socket")
     result = runtime.exec(container_id, process, detach=parsed.detach,
                           console_socket=parsed.console_socket, pid_file=parsed.pid_file,
-                          preserve_fds=parsed.preserve_fds)
+                          preserve_fds=parsed.preserve_fds,
+                          ignore_paused=parsed.ignore_paused,
+                          sub_cgroups=sub_cgroups_from_flags(parsed.cgroup))
     return 0 if parsed.detach else result.code
 
 
@@ -308,10 +362,27 @@ def _cmd_events(runtime, parsed, log) -> int:
     if interval <= 0:
         raise UsageError("--interval must be greater than 0")
     gc.enable()  # long-running: see the `pyruntime` script
-    for event in runtime.events(container_id, interval):
-        sys.stdout.write(jsonlite.dumps(event) + "\n")
-        sys.stdout.flush()
+    events = runtime.events(container_id, interval)
+    try:
+        for event in events:
+            sys.stdout.write(jsonlite.dumps(event) + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader is gone (`events ID | head -1`): stop quietly, with the status a
+        # shell shows for a command a closed pipe ended (128 + SIGPIPE), as runc's.
+        _discard_stdout()
+        return 141
+    finally:
+        events.close()
     return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered for a closed pipe is
+    not written (and failed) again on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ class SignalError(PyruntimeError):
 
 def parse_signal(text: str) -> int:
     """The number of the signal `text` names: a name with or without SIG, any case, or a
-    number; real-time signals as SIGRTMIN+N or SIGRTMAX-N."""
+    number; real-time signals as SIGRTMIN+N or SIGRTMAX-N. 0 is kill(2)'s null signal,
+    which only checks that the process exists: runc takes it, and scripts probe a
+    container's liveness with `kill ID 0`."""
     digits = text[1:] if text.startswith("-") else text
     if digits.isascii() and digits.isdigit():
         number = int(text)
-        if not 1 <= number <= SIGRTMAX:
-            raise SignalError(f"signal number {number} out of range 1..{SIGRTMAX}")
+        if not 0 <= number <= SIGRTMAX:
+            raise SignalError(f"signal number {number} out of range 0..{SIGRTMAX}")
         return number
     name = text.upper()
     if not name.startswith("SIG"):

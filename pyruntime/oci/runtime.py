@@ -44,15 +44,18 @@ class Runtime:
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, console_fd: int | None = None,
                preserve_fds: int = 0, no_pivot: bool = False,
-               no_new_keyring: bool = False, early_init=None) -> int:
+               no_new_keyring: bool = False, listen_fds: int = 0, early_init=None) -> int:
         """Create the container and leave its init waiting for `start`; returns init's pid.
 
         `console_socket` is a path (runc's flag); `console_fd` an already connected
-        socket, for callers that receive the pty master themselves. `early_init`: an init
-        the `pyruntime` command's launcher started (pyruntime.oci.early_init), used when
-        it fits the config and killed otherwise."""
+        socket, for callers that receive the pty master themselves. `listen_fds`: systemd
+        socket activation, the first N of the `preserve_fds` are its sockets (the process
+        gets LISTEN_FDS=N and LISTEN_PID=1, as with runc). `early_init`: an init the
+        `pyruntime` command's launcher started (pyruntime.oci.early_init), used when it
+        fits the config and killed otherwise."""
         attach_warmup.begin()
         bundle, config = _load_bundle(bundle, early_init)
+        _add_socket_activation(config, listen_fds)
         return self._create_from_config(container_id, bundle, config, pid_file=pid_file,
                                         console_socket=console_socket, console_fd=console_fd,
                                         preserve_fds=preserve_fds, no_pivot=no_pivot,
@@ -353,13 +356,14 @@ class Runtime:
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
             pid_file: str | None = None, console_socket: str | None = None,
-            preserve_fds: int = 0, no_pivot: bool = False,
-            no_new_keyring: bool = False, early_init=None) -> ExitStatus | None:
+            preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False,
+            listen_fds: int = 0, early_init=None) -> ExitStatus | None:
         """create + start; in the foreground, wait and delete, returning how it ended."""
         from pyruntime.oci.foreground import Foreground
 
         attach_warmup.begin()
         bundle, config = _load_bundle(bundle, early_init)
+        _add_socket_activation(config, listen_fds)
         options = dict(pid_file=pid_file, console_socket=console_socket,
                        preserve_fds=preserve_fds, no_pivot=no_pivot,
                        no_new_keyring=no_new_keyring, early_init=early_init)
@@ -458,19 +462,38 @@ class Runtime:
 
     def exec(self, container_id: str, process: dict, *, detach: bool = False,
              console_socket: str | None = None, pid_file: str | None = None,
-             preserve_fds: int = 0) -> ExitStatus | int:
+             preserve_fds: int = 0, ignore_paused: bool = False,
+             sub_cgroups: dict[str, str] | None = None) -> ExitStatus | int:
         """Run `process` (an OCI process object) in the container's namespaces and cgroup.
-        Returns its ExitStatus, or its pid with `detach`."""
+        Returns its ExitStatus, or its pid with `detach`.
+
+        As runc: a paused container only with `ignore_paused`, and the process then
+        stays frozen with the rest until `resume` (so this waits until then, as runc's
+        exec does). `sub_cgroups` ({"": PATH} for every hierarchy, or {CONTROLLER:
+        PATH}; see pyruntime.cgroups.sub_cgroup) puts it in an existing cgroup below
+        the container's instead."""
         attach_warmup.begin()
         from pyruntime.oci.enter import exec_in_container
         from pyruntime.oci.spec import validate_process
 
         process = validate_process(process)
+        if process.get("apparmorProfile") or process.get("selinuxLabel"):
+            from pyruntime.oci.lsm import check_available
+
+            check_available(process)  # create's clear error, not the kernel's EINVAL
         record = self.store.load(container_id)
         status = record.status()
-        if status not in ("created", "running"):
+        if status == "paused" and not ignore_paused:
+            raise InvalidState("cannot exec in a paused container (use --ignore-paused to "
+                               "override)")
+        if status not in ("created", "running", "paused"):
             raise InvalidState(f"cannot exec in a container that is {status}")
-        return exec_in_container(record, record.cgroup(), process, detach=detach,
+        cgroup = record.cgroup()
+        if sub_cgroups:
+            from pyruntime.cgroups.sub_cgroup import sub_cgroup_placement
+
+            cgroup = sub_cgroup_placement(cgroup, sub_cgroups)
+        return exec_in_container(record, cgroup, process, detach=detach,
                                  console_socket=console_socket, pid_file=pid_file,
                                  preserve_fds=preserve_fds)
 
@@ -488,6 +511,16 @@ def _load_bundle(bundle: str, early_init: EarlyInit | None) -> tuple[str, dict]:
         if early_init is not None:
             early_init.discard()
         raise
+
+
+def _add_socket_activation(config: dict, listen_fds: int) -> None:
+    """runc's socket activation: the process is told of the sockets among its fds. In
+    the recorded config too, so that a later `exec` without --process inherits the two
+    variables (harmless: LISTEN_PID=1 names init, and sd_listen_fds checks it)."""
+    if listen_fds > 0:
+        process = config["process"]
+        process["env"] = [*process.get("env", []), f"LISTEN_FDS={listen_fds}",
+                          "LISTEN_PID=1"]
 
 
 def _plan_cgroup(record: ContainerRecord, cgroup):
