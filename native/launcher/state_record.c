@@ -195,6 +195,9 @@ enum container_status state_record_status(const struct state_record *record)
 {
     if (record->pid <= 0)
         return STATUS_NO_INIT;
+    /* Still being created (or a create that crashed): Python tells which. */
+    if (faccessat(record->directory_fd, "creating", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return STATUS_NO_INIT;
     if (process_start_time(record->pid) != record->pid_start)
         return STATUS_STOPPED;
     if (faccessat(record->directory_fd, "exec.fifo", F_OK, AT_SYMLINK_NOFOLLOW) == 0)

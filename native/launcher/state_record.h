@@ -17,7 +17,8 @@ enum container_status {
     STATUS_CREATED,   /* init alive and the exec FIFO still there */
     STATUS_STARTED,   /* init alive: running or paused (which, only Python asks) */
     STATUS_STOPPED,   /* init gone, a zombie, or its pid reused */
-    STATUS_NO_INIT,   /* no pid recorded: creating, or a create that failed */
+    STATUS_NO_INIT,   /* no pid recorded, or the `creating` mark there: creating, or a
+                       * create that failed */
 };
 
 struct state_record {

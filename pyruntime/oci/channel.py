@@ -12,6 +12,22 @@ import os
 from pyruntime import jsonlite
 from pyruntime.oci.errors import ContainerStartError, OCIError
 
+# Fds that only the process which opened them may hold: every child that
+# `run_child_body` runs closes them first. The lock `create` holds on the container's
+# directory is one: an flock belongs to the open file, so an init that inherited the
+# fd would keep the container locked until its exec, and `start` would wait for it
+# forever.
+_parent_only_fds: set[int] = set()
+
+
+def keep_from_children(fd: int) -> None:
+    _parent_only_fds.add(fd)
+
+
+def let_children_have(fd: int) -> None:
+    """Before `fd` is closed: its number may be reused for one a child needs."""
+    _parent_only_fds.discard(fd)
+
 
 class Channel:
     """One side of the channel: `send` a dict, `receive` the next dict (None at EOF)."""
@@ -72,6 +88,9 @@ def run_child_body(channel_parent: Channel | None, channel_child: Channel, body,
     (never return into the caller's code)."""
     code = 1
     try:
+        for fd in _parent_only_fds:
+            os.close(fd)
+        _parent_only_fds.clear()  # a child this one forks must not close them again
         if channel_parent is not None:
             channel_parent.close()
         body(plan, channel_child)

@@ -2,8 +2,14 @@
 
 Which namespace a hook runs in is decided by who calls `run_hooks`: the runtime process
 (prestart, createRuntime, poststart, poststop) or the container's init (createContainer,
-startContainer). A hook that fails or times out raises `HookError`; whether that fails
-the lifecycle step is the caller's decision, as the spec says for each kind.
+startContainer). A hook that fails or times out raises `HookError` and the hooks after
+it do not run: a failing prestart, createRuntime, createContainer or startContainer hook
+fails its step. For poststart and poststop the spec asks for a warning and the rest of
+the hooks, as if the failed one had succeeded: `run_hooks_warning_only`.
+
+A hook with a `timeout` runs in a process group of its own, so that the whole group
+(a shell script's children too) is killed when time is up, not only the hook's pid:
+otherwise a `sleep` started by the script would outlive the failed step.
 """
 from __future__ import annotations
 
@@ -13,14 +19,30 @@ import time
 from pyruntime import jsonlite
 from pyruntime.oci.errors import HookError
 
+TYPE_CHECKING = False  # typing's own constant costs an import in init
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")
 
 
 def run_hooks(kind: str, hooks: list[dict], state: dict) -> None:
+    """Run the hooks in order; the first that fails raises `HookError`."""
     payload = jsonlite.dumps(state).encode()
     for index, hook in enumerate(hooks):
         run_hook(f"hooks.{kind}[{index}]", hook, payload)
+
+
+def run_hooks_warning_only(kind: str, hooks: list[dict], state: dict,
+                           warn: Callable[[str], None]) -> None:
+    """Run every hook in order; each failure is passed to `warn` and the next one runs."""
+    payload = jsonlite.dumps(state).encode()
+    for index, hook in enumerate(hooks):
+        try:
+            run_hook(f"hooks.{kind}[{index}]", hook, payload)
+        except HookError as error:
+            warn(str(error))
 
 
 def run_hook(field: str, hook: dict, payload: bytes) -> None:
@@ -33,8 +55,9 @@ def run_hook(field: str, hook: dict, payload: bytes) -> None:
     # posix_spawn, not fork: no Python runs in the child, which keeps this safe in a
     # caller that has threads, and it is cheaper than forking the runtime.
     try:
+        group = {"setpgroup": 0} if timeout else {}
         pid = os.posix_spawn(path, args, environment,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, stdin_read, 0)])
+                             file_actions=[(os.POSIX_SPAWN_DUP2, stdin_read, 0)], **group)
     except OSError as error:
         os.close(stdin_read)
         os.close(stdin_write)
@@ -68,7 +91,7 @@ def _wait(pid: int, timeout: int | None) -> int | None:
         if done:
             return status
         if time.monotonic() >= deadline:
-            os.kill(pid, 9)
+            os.killpg(pid, 9)  # its own group: see the module's docstring
             os.waitpid(pid, 0)
             return None
         time.sleep(delay)

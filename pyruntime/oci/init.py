@@ -57,7 +57,8 @@ def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
     namespaces = by_type(linux.get("namespaces", []))
 
     from pyruntime.oci.rootfs import (apply_masked_paths, apply_readonly_paths,
-                                      make_root_readonly, switch_root)
+                                      apply_root_propagation, make_root_readonly,
+                                      switch_root)
 
     if builder is None:
         builder = begin_rootfs(plan)
@@ -101,6 +102,8 @@ def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
         make_root_readonly()
     apply_readonly_paths(linux.get("readonlyPaths", []))
     apply_masked_paths(linux.get("maskedPaths", []))
+    # Last of the mounts: an unbindable tree refuses the binds of the two steps above.
+    apply_root_propagation(linux.get("rootfsPropagation"))
     if linux.get("personality"):
         sc.personality(_PERSONALITIES[linux["personality"]["domain"]])
     if not plan.get("no_new_keyring"):
@@ -130,8 +133,13 @@ def _setup_and_wait(plan: dict, channel: Channel, builder) -> None:
         proc.load_late_seccomp(process, seccomp)
         proc.prepare_fds(plan.get("preserve_fds", 0))
     except (HookError, OCIError, OSError) as error:
-        os.write(2, f"pyruntime init: {describe(error)}\n".encode())
-        os.write(fifo, b"!")  # tells `start` the process will not run
+        # `!` first: it tells `start` the process will not run, and must get there even
+        # when the container's stderr is closed or a broken pipe.
+        os.write(fifo, b"!")
+        try:
+            os.write(2, f"pyruntime init: {describe(error)}\n".encode())
+        except OSError:
+            pass
         os._exit(1)
     proc.exec_process(executable, process["args"], process.get("env", []), process)
 

@@ -110,9 +110,26 @@ class MountOptions:
 
 
 def root_propagation(name: str | None) -> int:
-    """Flags for `linux.rootfsPropagation`, applied to `/` recursively; runc's default
-    is rslave, so no mount of the container propagates back to the host."""
-    return PROPAGATION.get(name or "rslave", sc.MS_SLAVE) | sc.MS_REC
+    """Flags for the host's `/` in the container's mount namespace, before the rootfs is
+    bound onto itself: `linux.rootfsPropagation` as spelled (recursive or not, as runc
+    does), rslave by default so that no mount of the container propagates back to the
+    host. An unbindable `/` would refuse that bind: rslave then, and the spec's flags
+    once the rootfs is `/` (`root_propagation_after_switch`)."""
+    if not name:
+        return sc.MS_SLAVE | sc.MS_REC
+    flags = PROPAGATION[name]
+    return sc.MS_SLAVE | sc.MS_REC if flags & sc.MS_UNBINDABLE else flags
+
+
+def root_propagation_after_switch(name: str | None) -> int | None:
+    """`linux.rootfsPropagation` again, for the container's own `/` after the root switch,
+    as runc does: set on the host's `/` it reached the rootfs's mount only by the bind,
+    and pivot_root needs that mount's parent private, so a shared `/` would not stay
+    shared. None when nothing is asked for or it is private, which `/` is by then."""
+    if not name:
+        return None
+    flags = PROPAGATION[name]
+    return None if flags & sc.MS_PRIVATE else flags
 
 
 def parse_mount_options(options: list[str], field: str) -> MountOptions:

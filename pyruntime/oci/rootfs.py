@@ -17,7 +17,8 @@ import stat
 from pyruntime.linux import syscalls as sc
 from pyruntime.linux.errors import LinuxError
 from pyruntime.oci.errors import ContainerStartError
-from pyruntime.oci.mount_options import MountOptions, parse_mount_options, root_propagation
+from pyruntime.oci.mount_options import (MountOptions, parse_mount_options, root_propagation,
+                                         root_propagation_after_switch)
 from pyruntime.oci.rootfs_order import devices_made_before_cgroup, first_cgroup_mount
 
 _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
@@ -454,6 +455,17 @@ def switch_root(rootfs: str, no_pivot: bool) -> None:
         os.close(old_root)
         os.close(new_root)
     os.chdir("/")
+
+
+def apply_root_propagation(name: str | None) -> None:
+    """After `switch_root` and the masked and read-only paths: `linux.rootfsPropagation`
+    on the container's `/`."""
+    flags = root_propagation_after_switch(name)
+    if flags is not None:
+        try:
+            sc.mount(None, "/", None, flags)
+        except LinuxError as error:
+            raise ContainerStartError(f"linux.rootfsPropagation: {name}: {error}") from None
 
 
 def make_root_readonly() -> None:

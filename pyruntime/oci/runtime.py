@@ -7,8 +7,10 @@ list/ps/run/exec`. The CLI is a thin shell over it, and the pod layer calls it i
     status = runtime.run("demo", "/path/to/bundle")   # create + start + wait + delete
     print(status.code)
 
-Every method serializes on the container's lock, records a resource before creating it,
-and leaves nothing behind when it fails.
+create (from its directory's mkdir to its end), start, delete, pause, resume and update
+serialize on the container's lock; state, list, ps, kill and exec read the record as it
+is, as with runc. Every method records a resource before creating it and leaves nothing
+behind when it fails.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import time
 from pyruntime.cgroups import attach_warmup
 from pyruntime.oci.errors import ContainerNotFound, HookError, InvalidState, OCIError
 from pyruntime.oci.exit_status import ExitStatus
-from pyruntime.oci.state import ContainerRecord, StateStore, now_rfc3339, process_start_time
+from pyruntime.oci.state import (CREATING_MARK, ContainerRecord, StateStore, now_rfc3339,
+                                 process_start_time)
 
 TYPE_CHECKING = False  # typing's own constant costs an import on every command's path
 if TYPE_CHECKING:
@@ -97,10 +100,23 @@ class Runtime:
 
     def _create(self, container_id, bundle, config, pid_file, console_fd, preserve_fds,
                 no_pivot, no_new_keyring, early_init) -> int:
+        from pyruntime.oci.channel import keep_from_children, let_children_have
+
+        lock = self.store.reserve(container_id)
+        keep_from_children(lock.fd)
+        try:
+            return self._create_locked(lock.directory, container_id, bundle, config,
+                                       pid_file, console_fd, preserve_fds, no_pivot,
+                                       no_new_keyring, early_init)
+        finally:
+            let_children_have(lock.fd)
+            lock.__exit__()
+
+    def _create_locked(self, directory, container_id, bundle, config, pid_file, console_fd,
+                       preserve_fds, no_pivot, no_new_keyring, early_init) -> int:
         from pyruntime.cgroups.placement import CgroupPlacement
         from pyruntime.oci.launcher import InitLauncher
 
-        directory = self.store.reserve(container_id)
         record = ContainerRecord(directory, {
             "id": container_id,
             "pid": 0,
@@ -182,6 +198,7 @@ class Runtime:
             pid = launcher.launch(cgroup, prepare_limits)
             if pid_file:
                 write_pid_file(pid_file, pid)
+            os.unlink(os.path.join(directory, CREATING_MARK))
             return pid
         except BaseException as error:
             if launcher is not None:
@@ -212,13 +229,12 @@ class Runtime:
             self._open_exec_fifo(record)
         hooks = record.config.get("hooks", {}).get("poststart")
         if hooks:
-            try:
-                from pyruntime.oci.hooks import run_hooks
+            # The spec: a failing poststart hook is a warning; the others and the
+            # lifecycle go on.
+            from pyruntime.oci.hooks import run_hooks_warning_only
 
-                run_hooks("poststart", hooks, _hook_state(record, "running"))
-            except HookError as error:
-                # The spec: a failing poststart hook is a warning; the lifecycle goes on.
-                self.warn(str(error))
+            run_hooks_warning_only("poststart", hooks, _hook_state(record, "running"),
+                                   self.warn)
 
     @staticmethod
     def _open_exec_fifo(record: ContainerRecord) -> None:
@@ -345,12 +361,9 @@ class Runtime:
         hooks = record.config.get("hooks", {}).get("poststop")
         if not hooks:
             return
-        from pyruntime.oci.hooks import run_hooks
+        from pyruntime.oci.hooks import run_hooks_warning_only
 
-        try:
-            run_hooks("poststop", hooks, _hook_state(record, "stopped"))
-        except HookError as error:
-            self.warn(str(error))
+        run_hooks_warning_only("poststop", hooks, _hook_state(record, "stopped"), self.warn)
 
     # -- run / exec ---------------------------------------------------------------------
 

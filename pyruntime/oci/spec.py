@@ -301,12 +301,7 @@ def _process(raw: dict) -> dict:
         raise SpecError("process.args", "must not be empty")
     _no_nul(args, "process.args")
     process["args"] = args
-    env = _list_of_str(raw.get("env"), "process.env")
-    for i, item in enumerate(env):
-        if "=" not in item:
-            raise SpecError(f"process.env[{i}]", f'must be NAME=VALUE, got "{item}"')
-    _no_nul(env, "process.env")
-    process["env"] = env
+    process["env"] = _environment(raw.get("env"), "process.env")
     process["cwd"] = _abs(_need(raw, "cwd", "process"), "process.cwd")
     process["terminal"] = _opt(raw, "terminal", "process", _bool, False)
     process["consoleSize"] = _opt(raw, "consoleSize", "process", _console_size)
@@ -449,9 +444,19 @@ def _hook(value: object, at: str) -> dict:
     return {
         "path": _abs(_need(raw, "path", at), f"{at}.path"),
         "args": _list_of_str(raw.get("args"), f"{at}.args"),
-        "env": _list_of_str(raw.get("env"), f"{at}.env"),
+        "env": _environment(raw.get("env"), f"{at}.env"),
         "timeout": _opt(raw, "timeout", at, _int, lo=1),
     }
+
+
+def _environment(value: object, at: str) -> list[str]:
+    """An environment: NAME=VALUE strings, as execve takes them."""
+    env = _list_of_str(value, at)
+    for i, item in enumerate(env):
+        if "=" not in item:
+            raise SpecError(f"{at}[{i}]", f'must be NAME=VALUE, got "{item}"')
+    _no_nul(env, at)
+    return env
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """The state store: one directory per container under the runtime's root.
 
 `<root>/<id>/state.json` is the record (written atomically: write a temp file, rename),
-`<root>/<id>/exec.fifo` exists while the container is created but not started, and an
-flock on the directory itself serializes commands on one ID. The status is derived from
-the record and the live process, the way runc does: a pid whose start time changed is a
-different process, so the container is stopped.
+`<root>/<id>/exec.fifo` exists while the container is created but not started,
+`<root>/<id>/creating` while `create` is still at work (init's pid is recorded before
+that: hooks may ask for the state, and delete must find init), and an flock on the
+directory itself serializes commands on one ID (`create` holds it from the directory's
+mkdir to its end). The status is derived from the record and the live processes, the
+way runc does: a pid whose start time changed is a different process, so the container
+is stopped; a `creating` mark whose creator is gone was left by a crash.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pyruntime.oci.errors import ContainerExists, ContainerNotFound, InvalidCont
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+CREATING_MARK = "creating"
 OOM_ANNOTATION = "io.github.pyruntime.oom-killed"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 MAX_ID_LENGTH = 1024
@@ -89,14 +93,13 @@ class ContainerRecord:
     def status(self) -> str:
         """creating, created, running, paused or stopped (the OCI statuses)."""
         if self.pid <= 0:
-            creator = self.data.get("creator_pid", 0)
-            creator_start = self.data.get("creator_start")
-            if creator and process_start_time(creator) == creator_start:
-                return "creating"
-            return "stopped"
+            return "creating" if self._creator_alive() else "stopped"
         if not self.init_alive():
             return "stopped"
         if os.path.exists(self.fifo_path):
+            if (os.path.exists(os.path.join(self.directory, CREATING_MARK))
+                    and self._creator_alive()):
+                return "creating"
             return "created"
         frozen = self._frozen()
         if frozen is None:
@@ -104,6 +107,10 @@ class ContainerRecord:
             # as soon as its last process has exited, init included.
             return "running" if self.init_alive() else "stopped"
         return "paused" if frozen else "running"
+
+    def _creator_alive(self) -> bool:
+        creator = self.data.get("creator_pid", 0)
+        return bool(creator) and process_start_time(creator) == self.data.get("creator_start")
 
     def cgroup(self):
         paths = self.data.get("cgroup_paths")
@@ -183,9 +190,11 @@ class StateStore:
     def directory(self, container_id: str) -> str:
         return os.path.join(self.root, container_id)
 
-    def reserve(self, container_id: str) -> str:
+    def reserve(self, container_id: str) -> "ContainerLock":
         """Claim an ID for `create`: mkdir is atomic, so of two concurrent creates of one
-        ID exactly one wins."""
+        ID exactly one wins. The directory comes locked, with its `creating` mark; the
+        caller holds the lock until the container is created (or removed), so that no
+        other command acts on a half-made container."""
         validate_id(container_id)
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         directory = self.directory(container_id)
@@ -193,7 +202,13 @@ class StateStore:
             os.mkdir(directory, 0o711)
         except FileExistsError:
             raise ContainerExists(f"container with id {container_id!r} already exists") from None
-        return directory
+        lock = ContainerLock(directory, container_id)
+        lock.__enter__()
+        # Between the mkdir and the flock another command finds no state.json and
+        # reports the container as missing, as it does for one not created.
+        os.close(os.open(os.path.join(directory, CREATING_MARK),
+                         os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        return lock
 
     def load(self, container_id: str) -> ContainerRecord:
         validate_id(container_id)

@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from . import IS_RUNC, ROOT_ONLY, container_processes, is_alive, wait_for
+from . import (IS_RUNC, ROOT_ONLY, RUNTIME_BINARY, container_processes, is_alive,
+               pyruntime_only, wait_for)
+from .bundle import hook
 
 pytestmark = ROOT_ONLY
 
@@ -329,3 +331,39 @@ def test_failed_create_leaves_nothing(runtime, bundle, case):
     assert not os.path.exists(state_dir(runtime, cid))
     runtime.reap()
     assert container_processes() - before == set()
+
+
+# --------------------------------------------------------------------------- create in progress
+@pyruntime_only
+def test_state_says_creating_until_create_is_done(runtime, bundle, work_dir):
+    """A createRuntime hook asks for the state: init's pid is known by then, but the
+    container is `creating`, not `created`, until `create` has finished."""
+    out = os.path.join(work_dir, "state-during-create")
+    cid = runtime.new_id()
+    query = f"{RUNTIME_BINARY} --root {runtime.root} state {cid} > {out}"
+    b = bundle(["sleep", "3600"], hooks={"createRuntime": [hook(query)]})
+    runtime.create(b, cid)
+    with open(out) as f:
+        during = json.load(f)
+    assert during["status"] == "creating"
+    assert during["pid"] == runtime.pid(cid)
+    assert runtime.status(cid) == "created"
+    runtime.delete(cid, force=True)
+
+
+@pyruntime_only
+@pytest.mark.parametrize("command", [["delete"], ["delete", "--force"], ["start"]])
+def test_commands_on_a_container_wait_for_its_create(runtime, bundle, work_dir, command):
+    """`create` holds the container's lock: a delete or start sent from its
+    createRuntime hook waits for it (and is stopped by `timeout` here), instead of
+    acting on a half-made container."""
+    out = os.path.join(work_dir, "exit-code")
+    cid = runtime.new_id()
+    other = " ".join([RUNTIME_BINARY, "--root", runtime.root, *command, cid])
+    b = bundle(["sleep", "3600"],
+               hooks={"createRuntime": [hook(f"timeout 1 {other}; echo $? > {out}")]})
+    runtime.create(b, cid)
+    with open(out) as f:
+        assert f.read().strip() == "124"  # timeout's status: it was still waiting
+    assert runtime.status(cid) == "created"
+    runtime.delete(cid, force=True)

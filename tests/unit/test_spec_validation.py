@@ -394,6 +394,8 @@ BAD = {
     "unknown hook kind": (_set("hooks", {"prestop": []}), "hooks.prestop"),
     "hook timeout 0": (_set("hooks", {"poststop": [{"path": "/h", "timeout": 0}]}), "hooks.poststop[0].timeout"),
     "hook args a string": (_set("hooks", {"createRuntime": [{"path": "/h", "args": "x"}]}), "hooks.createRuntime[0].args"),
+    "hook env without =": (_set("hooks", {"prestart": [{"path": "/h", "env": ["A=1", "NOEQUALS"]}]}), "hooks.prestart[0].env[1]"),
+    "hook env with NUL": (_set("hooks", {"poststop": [{"path": "/h", "env": ["A=\0"]}]}), "hooks.poststop[0].env[0]"),
     "annotation value an int": (_set("annotations", {"a.b": 1}), 'annotations["a.b"]'),
     "linux a list": (_set("linux", []), "linux"),
     "unknown namespace type": (_add_ns("pidd"), "linux.namespaces[1].type"),
