@@ -18,6 +18,8 @@ RUNNER_PATH = Path(__file__).resolve().parent / "vm" / "runner.py"
 
 pytestmark = [
     pytest.mark.root,
+    # Boots qemu: out of `-m "root and not vm"`, like the VM tests it runs.
+    pytest.mark.vm,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: boots qemu, reads /var/cache"),
     # Nested: inside the VM itself this would boot another VM.
     pytest.mark.skipif(os.environ.get("PYRUNTIME_IN_VM") == "1", reason="already in the VM"),

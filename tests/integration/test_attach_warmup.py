@@ -14,7 +14,10 @@ import pytest
 
 from pyruntime.cgroups import attach_warmup
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+]
 
 
 _CHILD = r"""

@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from . import DEFAULT_PATH, NAMESPACE_FILES, ROOT_ONLY, ns_link, read_pty
+from pyruntime.oci import lsm
+
+from . import DEFAULT_PATH, NAMESPACE_FILES, ROOT_ONLY, ns_link, pyruntime_only, read_pty
 
 pytestmark = ROOT_ONLY
 
@@ -27,8 +29,16 @@ def exec_(runtime, cid, *options, cmd):
     return runtime.run("exec", *options, cid, *cmd)
 
 
-def test_exec_joins_all_namespaces(runtime, running):
-    cid, pid = running
+def test_exec_joins_all_namespaces(runtime, bundle):
+    # A container with a namespace of its own of every kind compared (the default config
+    # has no cgroup namespace: add one), so that each comparison says something.
+    def with_cgroup_namespace(config):
+        config["linux"]["namespaces"].append({"type": "cgroup"})
+
+    cid = runtime.new_id()
+    pid = runtime.run_detached(bundle(["sleep", "3600"], mutate=with_cgroup_namespace), cid)
+    for kind in NAMESPACE_FILES:
+        assert ns_link(pid, kind) != ns_link("self", kind), f"{kind} namespace is the host's"
     script = "; ".join(f"echo {k} $(readlink /proc/self/ns/{k})" for k in NAMESPACE_FILES)
     proc = exec_(runtime, cid, cmd=["sh", "-c", script])
     assert proc.returncode == 0, proc.stderr
@@ -166,3 +176,26 @@ def test_exec_runs_in_the_containers_cgroups(runtime, running, tmp_path):
         assert inside == init_cgroups
     else:
         assert all(line.split(":", 2)[2] == "/" for line in inside.splitlines())
+
+
+@pyruntime_only
+@pytest.mark.parametrize("python_only", [False, True], ids=["launcher", "python"])
+@pytest.mark.parametrize("field, value", [("apparmorProfile", "pyruntime-test"),
+                                          ("selinuxLabel", "system_u:system_r:container_t:s0")])
+def test_exec_of_an_unavailable_security_label_names_the_field(runtime, running, work_dir,
+                                                               field, value, python_only):
+    """As `create`: a label this host cannot apply is refused with the field named, not
+    with the kernel's EINVAL from /proc/self/attr."""
+    if field == "apparmorProfile" and lsm.apparmor_enabled():
+        pytest.skip("AppArmor is enabled here")
+    if field == "selinuxLabel" and lsm.selinux_enabled():
+        pytest.skip("SELinux is enabled here")
+    cid, _ = running
+    path = os.path.join(work_dir, "process.json")
+    with open(path, "w") as f:
+        json.dump({"args": ["true"], "cwd": "/", "env": [f"PATH={DEFAULT_PATH}"],
+                   field: value}, f)
+    env = dict(os.environ, PYRUNTIME_PYTHON_ONLY="1") if python_only else None
+    proc = runtime.run("exec", "--process", path, cid, env=env)
+    assert proc.returncode == 255
+    assert f"process.{field}" in proc.stderr and "not enabled on this host" in proc.stderr

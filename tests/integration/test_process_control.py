@@ -8,7 +8,10 @@ import pytest
 
 from pyruntime.linux import process_control
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_SETPCAP)")
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_SETPCAP)"),
+]
 
 
 def _in_child(body) -> str:

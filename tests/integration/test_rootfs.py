@@ -1,10 +1,13 @@
 """The root filesystem: pivot_root (and --no-pivot), a read-only root, process.cwd that
-cannot leave the rootfs, and a readable /proc and /sys of the container's own."""
+cannot leave the rootfs (not even through a host fd leaked into init), and a readable
+/proc and /sys of the container's own."""
 from __future__ import annotations
 
 import os
 
-from . import ROOT_ONLY
+import pytest
+
+from . import ROOT_ONLY, pyruntime_only
 
 pytestmark = ROOT_ONLY
 
@@ -69,12 +72,54 @@ def test_writable_root_copy(runtime, bundle, rootfs_copy):
         assert f.read() == "hi\n"
 
 
-def test_cwd_cannot_escape_rootfs(runtime, bundle):
-    proc = run(runtime, bundle(["sh", "-c", "pwd; ls"], cwd="/../../.."))
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.split()
-    assert lines[0] == "/"
-    assert "bin" in lines and "work" not in lines
+# `ls` in the cwd, then after a climb: the container's `/`, or, from a cwd outside the
+# container's root, the host's (`..` stops only at the process's root, not above it).
+CLIMB = "ls -a; cd ../../../../../../../../../../../..; ls -a"
+
+
+def host_only_names(busybox_rootfs) -> set[str]:
+    """What a process that reached the host would see: the names in the host's `/` that
+    the container's has not, and the state directory's state.json."""
+    names = set(os.listdir("/")) - set(os.listdir(busybox_rootfs)) | {"state.json"}
+    assert names - {"state.json"}, "the host's / has nothing the rootfs lacks"
+    return names
+
+
+@pytest.mark.parametrize("fd", range(3, 11))
+def test_cwd_cannot_escape_through_a_leaked_fd(runtime, bundle, busybox_rootfs, fd):
+    """CVE-2024-21626: a cwd of /proc/self/fd/N, where N is a directory fd of the host
+    still open in init when it enters the cwd (pyruntime's state directory), puts the
+    process in the host's tree. The create must fail (no process runs), or the process
+    must at least not reach the host."""
+    host_only = host_only_names(busybox_rootfs)
+    proc = run(runtime, bundle(["sh", "-c", CLIMB], cwd=f"/proc/self/fd/{fd}"))
+    if proc.returncode == 0:
+        listing = set(proc.stdout.split())
+        assert "bin" in listing and not listing & host_only, proc.stdout
+    else:
+        assert proc.stdout == ""
+        assert f"/proc/self/fd/{fd}" in proc.stderr, proc.stderr
+
+
+@pyruntime_only
+def test_cwd_through_the_state_dir_fd_is_refused(runtime, bundle, busybox_rootfs):
+    """The same, with pyruntime's own words: one of the fds is a directory of the host
+    (the state directory), which `enter_cwd` must find outside the container's root
+    (without that check the container would run in it: the test above then fails)."""
+    host_only = host_only_names(busybox_rootfs)
+    refused = {}
+    for _round in range(3):  # which fd it is could depend on the runtime's path
+        for fd in range(3, 11):
+            proc = run(runtime, bundle(["sh", "-c", CLIMB], cwd=f"/proc/self/fd/{fd}"))
+            assert not set(proc.stdout.split()) & host_only, proc.stdout
+            if "is outside the container's root" in proc.stderr:
+                refused[fd] = proc
+        if refused:
+            break
+    assert refused, "no fd of init was a host directory: the escape was not exercised"
+    for fd, proc in refused.items():
+        assert proc.returncode == 255
+        assert f"process.cwd: /proc/self/fd/{fd} is outside the container's root" in proc.stderr
 
 
 def test_cwd_is_created_when_missing(runtime, bundle):

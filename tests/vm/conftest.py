@@ -47,15 +47,22 @@ IN_VM = in_vm()
 SYSTEMD_PID1 = systemd_is_pid1()
 
 
+_HERE = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config, items):
-    # Every vm-marked test (collected with this directory) skips itself outside the VM,
-    # and every systemd-marked one outside the VM that runs systemd as PID 1.
+    # Every vm-marked test of this directory skips itself outside the VM, and every
+    # systemd-marked one outside the VM that runs systemd as PID 1. Only this directory's:
+    # the hook sees every item of the session, and tests/test_vm_suite.py (marked `vm`
+    # too, so that `-m "root and not vm"` leaves it out) is what boots the VM.
     skip_vm = pytest.mark.skip(reason="needs the cgroup-v2 test VM (run by "
                                       "tests/test_vm_suite.py or tests/vm/runner.py)")
     skip_systemd = pytest.mark.skip(reason="needs the test VM with systemd as PID 1 (run by "
                                            "tests/test_vm_suite.py or "
                                            "tests/vm/runner.py --systemd)")
     for item in items:
+        if _HERE not in Path(item.path).resolve().parents:
+            continue
         if item.get_closest_marker("systemd") and not SYSTEMD_PID1:
             item.add_marker(skip_systemd)
         elif item.get_closest_marker("vm") and not IN_VM:

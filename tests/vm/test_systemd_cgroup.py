@@ -21,7 +21,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from runtime_cgroup_cases import run_runtime  # noqa: E402
 
-pytestmark = pytest.mark.systemd
+# `vm` too, as every test of this directory: the host's `-m "... not vm"` tiers leave it
+# out; `-m systemd` in the systemd VM selects it, `-m vm` in the plain VM skips it.
+pytestmark = [pytest.mark.vm, pytest.mark.systemd]
 
 REPO = Path(__file__).resolve().parents[2]
 PYRUNTIME = str(REPO / ".venv" / "bin" / "pyruntime")
