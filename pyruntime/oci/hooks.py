@@ -5,7 +5,7 @@ Which namespace a hook runs in is decided by who calls `run_hooks`: the runtime 
 startContainer). A hook that fails or times out raises `HookError` and the hooks after
 it do not run: a failing prestart, createRuntime, createContainer or startContainer hook
 fails its step. For poststart and poststop the spec asks for a warning and the rest of
-the hooks, as if the failed one had succeeded: `run_hooks_warning_only`.
+the hooks, as if the failed one had succeeded: `run_hooks` with `warn`.
 
 A hook with a `timeout` runs in a process group of its own, so that the whole group
 (a shell script's children too) is killed when time is up, not only the hook's pid:
@@ -27,21 +27,17 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")
 
 
-def run_hooks(kind: str, hooks: list[dict], state: dict) -> None:
-    """Run the hooks in order; the first that fails raises `HookError`."""
-    payload = jsonlite.dumps(state).encode()
-    for index, hook in enumerate(hooks):
-        run_hook(f"hooks.{kind}[{index}]", hook, payload)
-
-
-def run_hooks_warning_only(kind: str, hooks: list[dict], state: dict,
-                           warn: Callable[[str], None]) -> None:
-    """Run every hook in order; each failure is passed to `warn` and the next one runs."""
+def run_hooks(kind: str, hooks: list[dict], state: dict,
+              warn: Callable[[str], None] | None = None) -> None:
+    """Run the hooks in order. Without `warn` the first that fails raises `HookError`;
+    with it (poststart, poststop) each failure goes to `warn` and the next hook runs."""
     payload = jsonlite.dumps(state).encode()
     for index, hook in enumerate(hooks):
         try:
             run_hook(f"hooks.{kind}[{index}]", hook, payload)
         except HookError as error:
+            if warn is None:
+                raise
             warn(str(error))
 
 

@@ -15,6 +15,7 @@ import os
 import stat
 
 from pyruntime.oci.errors import ContainerStartError, ProcessNotExecutable, ProcessNotFound
+from pyruntime.oci.spec import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -23,18 +24,6 @@ _RLIMITS = {
     "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
     "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
     "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
-# linux/ioprio.h, linux/sched.h (policies and SCHED_FLAG_*).
-_IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
-_SCHED_POLICIES = {
-    "SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
-    "SCHED_IDLE": 5, "SCHED_DEADLINE": 6,
-}
-_SCHED_FLAGS = {
-    "SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
-    "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
-    "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
-    "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
 }
 
 
@@ -93,7 +82,7 @@ def apply_io_priority(io_priority: dict) -> None:
     name = io_priority["class"]
     level = io_priority.get("priority", 0)
     try:
-        sc.ioprio_set(_IOPRIO_CLASSES[name], level)
+        sc.ioprio_set(IOPRIO_CLASSES[name], level)
     except OSError as error:
         raise ContainerStartError(
             f"process.ioPriority: setting {name} priority {level}: "
@@ -111,9 +100,9 @@ def apply_scheduler(scheduler: dict) -> None:
     flags = scheduler.get("flags") or []
     mask = 0
     for flag in flags:
-        mask |= _SCHED_FLAGS[flag]
+        mask |= SCHED_FLAGS[flag]
     try:
-        sc.sched_setattr(_SCHED_POLICIES[policy], mask, **values)
+        sc.sched_setattr(SCHED_POLICIES[policy], mask, **values)
     except OSError as error:
         shown = [policy] + [f"{key} {value}" for key, value in values.items() if value]
         shown += flags

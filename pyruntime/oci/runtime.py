@@ -110,7 +110,7 @@ class Runtime:
                                        no_new_keyring, early_init)
         finally:
             let_children_have(lock.fd)
-            lock.__exit__()
+            lock.release()
 
     def _create_locked(self, directory, container_id, bundle, config, pid_file, console_fd,
                        preserve_fds, no_pivot, no_new_keyring, early_init) -> int:
@@ -231,10 +231,9 @@ class Runtime:
         if hooks:
             # The spec: a failing poststart hook is a warning; the others and the
             # lifecycle go on.
-            from pyruntime.oci.hooks import run_hooks_warning_only
+            from pyruntime.oci.hooks import run_hooks
 
-            run_hooks_warning_only("poststart", hooks, _hook_state(record, "running"),
-                                   self.warn)
+            run_hooks("poststart", hooks, _hook_state(record, "running"), self.warn)
 
     @staticmethod
     def _open_exec_fifo(record: ContainerRecord) -> None:
@@ -361,9 +360,9 @@ class Runtime:
         hooks = record.config.get("hooks", {}).get("poststop")
         if not hooks:
             return
-        from pyruntime.oci.hooks import run_hooks_warning_only
+        from pyruntime.oci.hooks import run_hooks
 
-        run_hooks_warning_only("poststop", hooks, _hook_state(record, "stopped"), self.warn)
+        run_hooks("poststop", hooks, _hook_state(record, "stopped"), self.warn)
 
     # -- run / exec ---------------------------------------------------------------------
 

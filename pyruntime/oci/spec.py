@@ -21,7 +21,7 @@ from pyruntime.oci.errors import SpecError
 # `typing` costs milliseconds to import; the names are needed by type checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Collection
 
 _U32 = 2**32 - 1
 _U64 = 2**64 - 1
@@ -38,16 +38,19 @@ RLIMIT_TYPES = tuple(
         "NOFILE", "NPROC", "RSS", "RTPRIO", "RTTIME", "SIGPENDING", "STACK",
     )
 )
-IOPRIO_CLASSES = ("IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE", "IOPRIO_CLASS_RT")
-SCHED_POLICIES = (
-    "SCHED_BATCH", "SCHED_DEADLINE", "SCHED_FIFO", "SCHED_IDLE", "SCHED_ISO", "SCHED_OTHER",
-    "SCHED_RR",
-)
-SCHED_FLAGS = (
-    "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_KEEP_POLICY",
-    "SCHED_FLAG_RECLAIM", "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_UTIL_CLAMP_MAX",
-    "SCHED_FLAG_UTIL_CLAMP_MIN",
-)
+# The spec's names and their kernel values (linux/ioprio.h, linux/sched.h), which
+# pyruntime.oci.process passes to ioprio_set and sched_setattr.
+IOPRIO_CLASSES = {"IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3, "IOPRIO_CLASS_RT": 1}
+SCHED_POLICIES = {
+    "SCHED_BATCH": 3, "SCHED_DEADLINE": 6, "SCHED_FIFO": 1, "SCHED_IDLE": 5, "SCHED_ISO": 4,
+    "SCHED_OTHER": 0, "SCHED_RR": 2,
+}
+SCHED_FLAGS = {
+    "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_PARAMS": 0x10,
+    "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_RECLAIM": 0x02,
+    "SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+    "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+}
 DEVICE_TYPES = ("b", "c", "p", "u")
 ROOTFS_PROPAGATIONS = (
     "private", "rprivate", "rshared", "rslave", "runbindable", "shared", "slave", "unbindable",
@@ -220,7 +223,7 @@ def _list_of_abs(value: object, field: str) -> list[str]:
     return paths
 
 
-def _one_of(value: object, field: str, choices: tuple[str, ...], what: str) -> str:
+def _one_of(value: object, field: str, choices: Collection[str], what: str) -> str:
     name = _str(value, field)
     if name not in choices:
         raise SpecError(field, f'unknown {what} "{name}" (known: {", ".join(choices)})')

@@ -203,7 +203,7 @@ class StateStore:
         except FileExistsError:
             raise ContainerExists(f"container with id {container_id!r} already exists") from None
         lock = ContainerLock(directory, container_id)
-        lock.__enter__()
+        lock.acquire()
         # Between the mkdir and the flock another command finds no state.json and
         # reports the container as missing, as it does for one not created.
         os.close(os.open(os.path.join(directory, CREATING_MARK),
@@ -235,7 +235,8 @@ class StateStore:
 
 
 class ContainerLock:
-    """An exclusive flock on a container's directory for the length of a `with` block.
+    """An exclusive flock on a container's directory for the length of a `with` block
+    (or from `acquire` to `release`, as `create` holds it).
 
     The directory may be deleted by the holder (delete); a waiter that then gets the
     lock finds no state.json and reports the container as gone.
@@ -248,14 +249,20 @@ class ContainerLock:
         self.container_id = container_id
         self.fd = -1
 
-    def __enter__(self) -> "ContainerLock":
+    def acquire(self) -> None:
         try:
             self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotFound(f"container {self.container_id!r} does not exist") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+
+    def __enter__(self) -> "ContainerLock":
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-        self.fd = -1
+        self.release()

@@ -36,6 +36,17 @@ def mountinfo_entry(text: str, mount_point: str) -> tuple[list[str], set[str]]:
     return optional, set(entry[5].split(","))
 
 
+SHOW_MOUNTS = ["cat", "/proc/self/mountinfo"]
+
+
+def mount_inside(runtime, b, mount_point: str) -> tuple[list[str], set[str]]:
+    """Run bundle `b` (whose process is SHOW_MOUNTS): `mountinfo_entry` of `mount_point`
+    as the container sees it."""
+    proc = run(runtime, b)
+    assert proc.returncode == 0, proc.stderr
+    return mountinfo_entry(proc.stdout, mount_point)
+
+
 def peer_group(mount_point: str) -> str:
     """The shared peer group ID of a mount of pytest's mount namespace."""
     with open("/proc/self/mountinfo") as f:
@@ -65,17 +76,11 @@ def host_dir(work_dir: str, name: str) -> str:
 
 
 # --------------------------------------------------------------------------- rootfsPropagation
-SHOW_ROOT = ["cat", "/proc/self/mountinfo"]
-
-
 def root_mount_of(runtime, bundle, rootfs: str, propagation: str | None) -> list[str]:
     def mutate(config: dict) -> None:
         if propagation is not None:
             config["linux"]["rootfsPropagation"] = propagation
-    proc = run(runtime, bundle(SHOW_ROOT, rootfs=rootfs, mutate=mutate))
-    assert proc.returncode == 0, proc.stderr
-    optional, _ = mountinfo_entry(proc.stdout, "/")
-    return optional
+    return mount_inside(runtime, bundle(SHOW_MOUNTS, rootfs=rootfs, mutate=mutate), "/")[0]
 
 
 @pytest.fixture
@@ -113,15 +118,9 @@ def test_rootfs_propagation_unbindable(runtime, bundle, shared_rootfs, propagati
 
 
 # --------------------------------------------------------------------------- bind propagation
-SHOW_VAR = ["cat", "/proc/self/mountinfo"]
-
-
 def var_mount_of(runtime, bundle, source: str, *options: str, **changes) -> list[str]:
-    b = bundle(SHOW_VAR, mounts=[bind_mount(source, "/var", "rbind", *options)], **changes)
-    proc = run(runtime, b)
-    assert proc.returncode == 0, proc.stderr
-    optional, _ = mountinfo_entry(proc.stdout, "/var")
-    return optional
+    b = bundle(SHOW_MOUNTS, mounts=[bind_mount(source, "/var", "rbind", *options)], **changes)
+    return mount_inside(runtime, b, "/var")[0]
 
 
 @pytest.fixture
@@ -164,11 +163,8 @@ def test_bind_rslave(runtime, bundle, shared_source):
 
 # --------------------------------------------------------------------------- atime options
 def tmpfs_options(runtime, bundle, *options: str) -> set[str]:
-    b = bundle(["cat", "/proc/self/mountinfo"],
-               mounts=[tmpfs_mount("/run", "nosuid", "nodev", *options)])
-    proc = run(runtime, b)
-    assert proc.returncode == 0, proc.stderr
-    return mountinfo_entry(proc.stdout, "/run")[1]
+    b = bundle(SHOW_MOUNTS, mounts=[tmpfs_mount("/run", "nosuid", "nodev", *options)])
+    return mount_inside(runtime, b, "/run")[1]
 
 
 def test_tmpfs_default_atime_is_relatime(runtime, bundle):
@@ -196,11 +192,8 @@ def test_relatime_on_a_bind_of_a_noatime_mount(runtime, bundle, work_dir, reques
     request.addfinalizer(lambda: subprocess.run(["umount", "-l", source]))
 
     def var_options(*options: str) -> set[str]:
-        b = bundle(["cat", "/proc/self/mountinfo"],
-                   mounts=[bind_mount(source, "/var", "rbind", *options)])
-        proc = run(runtime, b)
-        assert proc.returncode == 0, proc.stderr
-        return mountinfo_entry(proc.stdout, "/var")[1]
+        b = bundle(SHOW_MOUNTS, mounts=[bind_mount(source, "/var", "rbind", *options)])
+        return mount_inside(runtime, b, "/var")[1]
 
     assert "noatime" in var_options()
     options = var_options("relatime")
